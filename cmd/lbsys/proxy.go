@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/proxy"
+)
+
+func newProxyCmd() *cobra.Command {
+	var (
+		configPath string
+		logLevel   string
+		checkOnly  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy --config lbsys.yaml",
+		Short: "Run the L7 load balancer (the data plane)",
+		Long: `Run the lbsys data plane: listeners route requests to services, each a pool of
+endpoints with a balancing policy, health checks, retries, timeouts and
+affinity. The configuration file is documented field by field in
+docs/config.md; examples/lbsys.yaml is a working example.
+
+Signals: SIGHUP reloads the configuration (as does POST /reload on the admin
+listener, with the bearer token); SIGTERM or SIGINT drain gracefully: stop
+accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return usageError{fmt.Errorf("--config is required (try examples/lbsys.yaml)")}
+			}
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg, err := config.Load(configPath)
+			if err != nil {
+				return usageError{err}
+			}
+			if checkOnly {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (version %s)\n", configPath, cfg.Version())
+				return nil
+			}
+			return runProxy(cmd.Context(), cfg, configPath, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", "", "path of the YAML configuration file (required)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&checkOnly, "check", false, "validate the configuration and exit (0 valid, 2 invalid)")
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Logger) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	px, err := proxy.New(cfg, proxy.Options{Logger: log, ConfigPath: path})
+	if err != nil {
+		return usageError{err}
+	}
+	if err := px.Start(); err != nil {
+		return err
+	}
+	var addrs []string
+	for _, l := range cfg.Listeners {
+		addrs = append(addrs, px.Addr(l.Listen))
+	}
+	log.Info("lbsys proxy started", "listeners", strings.Join(addrs, ","), "admin", px.AdminAddr(), "config_version", px.Version())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+			return drain(px, cfg, log)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if v, err := px.ReloadFile(); err != nil {
+					log.Error("reload failed; keeping the running configuration", "err", err)
+				} else {
+					log.Info("reloaded on SIGHUP", "config_version", v)
+				}
+				continue
+			}
+			log.Info("draining", "signal", s.String(), "deadline", px.DrainTimeout())
+			return drain(px, cfg, log)
+		}
+	}
+}
+
+func drain(px *proxy.Proxy, cfg *config.Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), px.DrainTimeout())
+	defer cancel()
+	if err := px.Shutdown(ctx); err != nil {
+		log.Warn("drain deadline passed with requests in flight; they were cut", "err", err)
+		return nil
+	}
+	log.Info("drained; bye")
+	return nil
+}

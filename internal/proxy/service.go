@@ -1,0 +1,453 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lbsys/lbsys/internal/balance"
+	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/health"
+	"github.com/lbsys/lbsys/internal/telemetry"
+)
+
+// Retry conditions, as a bit set.
+const (
+	retryConnect = 1 << iota
+	retryReset
+	retryTimeout
+	retryGateway
+	retry5xx
+)
+
+var retryConditionBits = map[string]int{
+	"connect_failure": retryConnect, "reset": retryReset, "timeout": retryTimeout,
+	"gateway_error": retryGateway, "5xx": retry5xx,
+}
+
+// serviceSettings is the immutable, derived form of a service's
+// configuration that the request path reads.
+type serviceSettings struct {
+	priority string
+
+	attempts      int
+	retryOn       int
+	perTryTimeout time.Duration
+	budgetPercent float64
+	minRetryConc  int64
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	maxReplayBody int64
+
+	connectTimeout time.Duration
+	requestTimeout time.Duration
+
+	cookie     *cookieSigner // cookie affinity, nil if off
+	hashHeader string        // hash affinity key header, "" if none
+	hashCookie string        // hash affinity key cookie, "" if none
+}
+
+func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
+	s := &serviceSettings{
+		priority:       sc.Priority,
+		perTryTimeout:  sc.Retries.PerTryTimeout,
+		backoffBase:    sc.Retries.BackoffBase,
+		backoffMax:     sc.Retries.BackoffMax,
+		maxReplayBody:  int64(sc.Retries.MaxBodyBytes),
+		connectTimeout: sc.Timeouts.Connect,
+		requestTimeout: sc.Timeouts.Request,
+	}
+	if sc.Retries.Attempts != nil {
+		s.attempts = *sc.Retries.Attempts
+	}
+	if sc.Retries.BudgetPercent != nil {
+		s.budgetPercent = *sc.Retries.BudgetPercent
+	}
+	if sc.Retries.MinRetryConcurrency != nil {
+		s.minRetryConc = int64(*sc.Retries.MinRetryConcurrency)
+	}
+	for _, on := range sc.Retries.On {
+		s.retryOn |= retryConditionBits[on]
+	}
+	switch sc.Affinity.Type {
+	case "cookie":
+		c := sc.Affinity.Cookie
+		s.cookie = newCookieSigner(sc.Name, c.Name, c.TTL, c.Secure, secret)
+	case "hash":
+		s.hashHeader = sc.Affinity.Hash.Header
+		s.hashCookie = sc.Affinity.Hash.Cookie
+	}
+	return s
+}
+
+func healthConfig(sc *config.Service) health.Config {
+	h := sc.Health
+	var c health.Config
+	if h.Active != nil {
+		c.HealthyThreshold = h.Active.HealthyThreshold
+		c.UnhealthyThreshold = h.Active.UnhealthyThreshold
+	}
+	o := h.Outlier
+	if !o.Disabled {
+		c.OutlierEnabled = true
+		if o.Consecutive5xx != nil {
+			c.Consecutive5xx = *o.Consecutive5xx
+		}
+		if o.ConsecutiveGatewayFailure != nil {
+			c.ConsecutiveGatewayFailure = *o.ConsecutiveGatewayFailure
+		}
+		c.BaseEjectionTime = o.BaseEjectionTime
+		c.MaxEjectionTime = o.MaxEjectionTime
+		if o.MaxEjectionPercent != nil {
+			c.MaxEjectionPercent = *o.MaxEjectionPercent
+		}
+	}
+	if h.PanicThreshold != nil {
+		c.PanicThreshold = *h.PanicThreshold
+	}
+	if s := h.SlowStart; s != nil {
+		c.SlowStartWindow = s.Window
+		c.SlowStartAggression = s.Aggression
+		c.SlowStartMinPercent = s.MinWeightPercent
+	}
+	return c
+}
+
+// endpoint is the proxy's long-lived state for one backend of one service.
+type endpoint struct {
+	be     *balance.Endpoint
+	member *health.Member
+	up     *upstream
+	key    uint64 // affinity cookie identity
+	tel    *telemetry.Counter
+
+	upstreamLatency prometheus.Observer
+	ejections       prometheus.Counter
+	codes           codeCounters
+}
+
+// snapshot is what a request reads: one atomic load gives a consistent
+// picker, its endpoints and the settings.
+type snapshot struct {
+	picker balance.Picker
+	ring   balance.Picker // hash affinity, nil when not configured
+	eps    []*endpoint    // by picker slot
+	byKey  map[uint64]int // affinity cookie identity -> slot
+	panic  bool
+	set    *serviceSettings
+}
+
+// service is the long-lived runtime of one configured service. It survives
+// reloads that keep its name: health state, in-flight counts and pooled
+// connections carry over.
+type service struct {
+	name string
+	px   *Proxy
+
+	mu       sync.Mutex // guards everything below but snap and the counters
+	cfg      *config.Service
+	policyID string
+	bal      balance.Balancer
+	ringBal  balance.Balancer
+	pool     *health.Pool
+	eps      map[string]*endpoint
+	order    []string
+	prober   *prober
+	settings *serviceSettings
+
+	snap     atomic.Pointer[snapshot]
+	active   atomic.Int64 // requests in flight, for the retry budget
+	retrying atomic.Int64 // retries in flight
+	tel      *telemetry.Counter
+
+	bytesIn, bytesOut prometheus.Counter
+}
+
+func newService(px *Proxy, name string) *service {
+	s := &service{name: name, px: px, eps: map[string]*endpoint{}}
+	s.tel = telemetry.NewCounter(func() int64 { return s.active.Load() })
+	s.bytesIn = px.metrics.BytesIn.WithLabelValues(name)
+	s.bytesOut = px.metrics.BytesOut.WithLabelValues(name)
+	return s
+}
+
+// policyIdentity is what must change for the balancer to be replaced on
+// reload (its state, such as EWMA costs, is otherwise kept).
+func policyIdentity(sc *config.Service) string {
+	return fmt.Sprintf("%s|%v", sc.Policy.Name, nodeString(&sc.Policy.Options))
+}
+
+// apply installs a (new or changed) configuration. initial marks the first
+// configuration the proxy starts with: its endpoints are treated as warm.
+func (s *service) apply(sc *config.Service, initial bool) error {
+	secret, err := affinitySecret(sc, s.px)
+	if err != nil {
+		return err
+	}
+	factory, err := sc.BalancerFactory()
+	if err != nil {
+		return fmt.Errorf("services[%s].policy: %w", sc.Name, err)
+	}
+	now := s.px.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	s.cfg = sc
+	s.settings = deriveSettings(sc, secret)
+	if id := policyIdentity(sc); s.bal == nil || id != s.policyID {
+		s.bal = factory()
+		s.policyID = id
+	}
+	if sc.Affinity.Type == "hash" {
+		s.ringBal = balance.NewRingHash(balance.RingHashOptions{Epsilon: sc.Affinity.Hash.Epsilon, VirtualNodes: sc.Affinity.Hash.VirtualNodes})
+	} else {
+		s.ringBal = nil
+	}
+	hc := healthConfig(sc)
+	if s.pool == nil {
+		s.pool = health.NewPool(hc)
+	} else {
+		s.pool.SetConfig(hc)
+	}
+
+	keep := map[string]bool{}
+	s.order = s.order[:0]
+	for _, ec := range sc.Endpoints {
+		id := ec.Address
+		keep[id] = true
+		s.order = append(s.order, id)
+		ep, ok := s.eps[id]
+		if !ok {
+			be := balance.NewEndpoint(id)
+			ep = &endpoint{
+				be:              be,
+				up:              newUpstream(id, sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Upstream.MaxIdlePerEndpoint),
+				key:             endpointKey(id),
+				tel:             telemetry.NewCounter(be.InFlight),
+				upstreamLatency: s.px.metrics.UpstreamLatency.WithLabelValues(s.name, id),
+				ejections:       s.px.metrics.Ejections.WithLabelValues(s.name, id),
+			}
+			s.eps[id] = ep
+		} else {
+			ep.up.setLimits(sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Upstream.MaxIdlePerEndpoint)
+		}
+		if m := s.pool.Add(ep.be, float64(ec.Weight), now, initial); ep.member == nil {
+			ep.member = m // the same Member for the endpoint's whole life
+		}
+	}
+	for id, ep := range s.eps {
+		if !keep[id] {
+			delete(s.eps, id)
+			ep.up.closeIdle(now, true)
+			s.px.metrics.Available.DeleteLabelValues(s.name, id)
+			s.px.metrics.Weight.DeleteLabelValues(s.name, id)
+		}
+	}
+	s.pool.Retain(keep)
+	s.rebuildLocked(now)
+	old := s.prober
+	s.prober = nil
+	if sc.Health.Active != nil {
+		s.prober = newProber(s, sc.Health.Active)
+		s.prober.start()
+	}
+	s.mu.Unlock()
+	// The old prober's goroutines may be waiting for s.mu to rebuild, so
+	// stop it only after releasing the lock.
+	if old != nil {
+		old.stop()
+	}
+	s.mu.Lock()
+	return nil
+}
+
+// affinitySecret loads the cookie HMAC key, or makes a per-process one.
+func affinitySecret(sc *config.Service, px *Proxy) ([]byte, error) {
+	if sc.Affinity.Type != "cookie" {
+		return nil, nil
+	}
+	secret, err := sc.Affinity.Cookie.Secret()
+	if err != nil {
+		return nil, fmt.Errorf("services[%s].affinity.cookie: %w", sc.Name, err)
+	}
+	if len(secret) > 0 {
+		return secret, nil
+	}
+	return px.processSecret(sc.Name), nil
+}
+
+// rebuild publishes a new snapshot from the current health state.
+func (s *service) rebuild() {
+	now := s.px.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rebuildLocked(now)
+}
+
+func (s *service) rebuildLocked(now time.Time) {
+	eligible, panicking := s.pool.Eligible(now)
+	snap := &snapshot{
+		picker: s.bal.Update(eligible),
+		eps:    make([]*endpoint, len(eligible)),
+		panic:  panicking,
+		set:    s.settings,
+	}
+	if s.ringBal != nil {
+		snap.ring = s.ringBal.Update(eligible)
+	}
+	if s.settings.cookie != nil {
+		snap.byKey = make(map[uint64]int, len(eligible))
+	}
+	for i, w := range eligible {
+		ep := s.eps[w.Endpoint.ID]
+		snap.eps[i] = ep
+		if snap.byKey != nil {
+			snap.byKey[ep.key] = i
+		}
+	}
+	s.snap.Store(snap)
+
+	m := s.px.metrics
+	members, _ := s.pool.Status(now)
+	for _, st := range members {
+		avail := 0.0
+		if st.Available {
+			avail = 1
+		}
+		m.Available.WithLabelValues(s.name, st.ID).Set(avail)
+		m.Weight.WithLabelValues(s.name, st.ID).Set(st.EffectiveWeight)
+	}
+	p := 0.0
+	if panicking {
+		p = 1
+	}
+	m.Panic.WithLabelValues(s.name).Set(p)
+}
+
+// tick advances health timers and rebuilds when weights or eligibility
+// changed.
+func (s *service) tick(now time.Time) {
+	if s.pool.Tick(now) {
+		s.rebuild()
+	}
+}
+
+// closeIdle drops expired pooled connections.
+func (s *service) closeIdle(now time.Time) {
+	s.mu.Lock()
+	ups := make([]*upstream, 0, len(s.eps))
+	for _, ep := range s.eps {
+		ups = append(ups, ep.up)
+	}
+	s.mu.Unlock()
+	for _, u := range ups {
+		u.closeIdle(now, false)
+	}
+}
+
+// stop ends the service's background work and closes its idle connections
+// (in-flight requests finish; their connections close instead of pooling).
+func (s *service) stop() {
+	s.mu.Lock()
+	pr := s.prober
+	s.prober = nil
+	s.mu.Unlock()
+	if pr != nil {
+		pr.stop()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.px.clock.Now()
+	for id, ep := range s.eps {
+		ep.up.closeIdle(now, true)
+		s.px.metrics.Available.DeleteLabelValues(s.name, id)
+		s.px.metrics.Weight.DeleteLabelValues(s.name, id)
+	}
+	s.px.metrics.Panic.DeleteLabelValues(s.name)
+}
+
+// observe feeds one attempt's outcome to outlier detection.
+func (s *service) observe(ep *endpoint, o health.Outcome, now time.Time) {
+	if ep.member == nil {
+		return
+	}
+	if s.pool.ObserveResult(ep.member, o, now) {
+		ep.ejections.Inc()
+		s.px.log.Warn("endpoint ejected", "service", s.name, "endpoint", ep.be.ID)
+		s.rebuild()
+	}
+}
+
+// series returns the telemetry series of the service and its endpoints.
+func (s *service) series() []telemetry.Series {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []telemetry.Series{{Service: s.name, Counter: s.tel}}
+	for _, id := range s.order {
+		out = append(out, telemetry.Series{Service: s.name, Endpoint: id, Counter: s.eps[id].tel})
+	}
+	return out
+}
+
+// status is the service's view for GET /status.
+func (s *service) status(now time.Time) ServiceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	members, panicking := s.pool.Status(now)
+	st := ServiceStatus{
+		Name:     s.name,
+		Priority: s.settings.priority,
+		Policy:   s.cfg.Policy.Name,
+		Panic:    panicking,
+		InFlight: s.active.Load(),
+		Retrying: s.retrying.Load(),
+		Affinity: s.cfg.Affinity.Type,
+	}
+	if st.Affinity == "" {
+		st.Affinity = "none"
+	}
+	st.PolicyState = s.bal.Describe()
+	for _, m := range members {
+		ep := s.eps[m.ID]
+		es := EndpointStatus{MemberStatus: m}
+		if ep != nil {
+			es.InFlight = ep.be.InFlight()
+			es.IdleConns = ep.up.idleCount()
+		}
+		st.Endpoints = append(st.Endpoints, es)
+	}
+	return st
+}
+
+// ServiceStatus is one service in GET /status.
+type ServiceStatus struct {
+	Name        string           `json:"name"`
+	Priority    string           `json:"priority"`
+	Policy      string           `json:"policy"`
+	PolicyState any              `json:"policy_state,omitempty"`
+	Affinity    string           `json:"affinity"`
+	Panic       bool             `json:"panic"`
+	InFlight    int64            `json:"in_flight"`
+	Retrying    int64            `json:"retrying"`
+	Endpoints   []EndpointStatus `json:"endpoints"`
+}
+
+// EndpointStatus is one endpoint in GET /status.
+type EndpointStatus struct {
+	health.MemberStatus
+	InFlight  int64 `json:"in_flight"`
+	IdleConns int   `json:"idle_conns"`
+}
+
+// randomSecret returns 32 random bytes.
+func randomSecret() []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return b
+}

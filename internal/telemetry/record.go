@@ -1,0 +1,160 @@
+package telemetry
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// Record is one second of traffic for a service (Endpoint == "") or for one
+// of its endpoints. It is the unit the store ingests (issue #6) and the
+// forecasting pipeline learns from.
+type Record struct {
+	// Time is the start of the second, UTC.
+	Time     time.Time `json:"ts"`
+	Service  string    `json:"service"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	// Requests completed in the second; RPS equals it (one-second window).
+	Requests int64 `json:"requests"`
+	// Errors are responses with status >= 500 and proxy-generated errors.
+	Errors int64 `json:"errors"`
+	// Latency quantiles in milliseconds over the requests that completed in
+	// the second (0 when none did).
+	P50ms float64 `json:"p50_ms"`
+	P90ms float64 `json:"p90_ms"`
+	P99ms float64 `json:"p99_ms"`
+	// InFlight is sampled at the end of the second.
+	InFlight int64 `json:"in_flight"`
+	BytesIn  int64 `json:"bytes_in"`
+	BytesOut int64 `json:"bytes_out"`
+}
+
+// Latency buckets: log-spaced with ratio 2^(1/8) (~9% wide, so quantiles are
+// within ~5%) from 16 µs to ~70 s. Requests outside clamp to the ends.
+const (
+	bucketsPerOctave = 8
+	minLatency       = 16 * time.Microsecond
+	numBuckets       = 22 * bucketsPerOctave
+)
+
+var bucketLog = math.Log2(float64(minLatency))
+
+func bucketOf(d time.Duration) int {
+	if d <= minLatency {
+		return 0
+	}
+	b := int((math.Log2(float64(d)) - bucketLog) * bucketsPerOctave)
+	if b >= numBuckets {
+		return numBuckets - 1
+	}
+	return b
+}
+
+// bucketMid is the geometric middle of bucket b.
+func bucketMid(b int) time.Duration {
+	return time.Duration(math.Exp2(bucketLog + (float64(b)+0.5)/bucketsPerOctave))
+}
+
+// window accumulates one second. Every field is updated atomically by the
+// request goroutines; the aggregator reads and resets it.
+type window struct {
+	requests atomic.Int64
+	errors   atomic.Int64
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
+	buckets  [numBuckets]atomic.Uint32
+}
+
+func (w *window) reset() {
+	w.requests.Store(0)
+	w.errors.Store(0)
+	w.bytesIn.Store(0)
+	w.bytesOut.Store(0)
+	for i := range w.buckets {
+		w.buckets[i].Store(0)
+	}
+}
+
+// Counter accumulates per-second figures for one series (a service or an
+// endpoint). Observations go to the current window; the aggregator flips
+// windows once a second, so writers never wait.
+type Counter struct {
+	cur  atomic.Pointer[window]
+	a, b window
+	// InFlight returns the current in-flight count when sampled.
+	InFlight func() int64
+}
+
+// NewCounter returns a ready Counter.
+func NewCounter(inflight func() int64) *Counter {
+	c := &Counter{InFlight: inflight}
+	c.cur.Store(&c.a)
+	return c
+}
+
+// Observe records one completed request.
+func (c *Counter) Observe(latency time.Duration, isError bool, bytesIn, bytesOut int64) {
+	w := c.cur.Load()
+	w.requests.Add(1)
+	if isError {
+		w.errors.Add(1)
+	}
+	if bytesIn > 0 {
+		w.bytesIn.Add(bytesIn)
+	}
+	if bytesOut > 0 {
+		w.bytesOut.Add(bytesOut)
+	}
+	w.buckets[bucketOf(latency)].Add(1)
+}
+
+// flip swaps windows and returns the closed one. An observation racing with
+// the flip lands in one window or the other; none is lost, at worst counted
+// a second late.
+func (c *Counter) flip() *window {
+	old := c.cur.Load()
+	next := &c.a
+	if old == &c.a {
+		next = &c.b
+	}
+	next.reset()
+	c.cur.Store(next)
+	return old
+}
+
+// snapshot turns a closed window into a record.
+func (c *Counter) snapshot(w *window, ts time.Time, service, endpoint string) Record {
+	r := Record{Time: ts, Service: service, Endpoint: endpoint,
+		Requests: w.requests.Load(), Errors: w.errors.Load(),
+		BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load()}
+	if c.InFlight != nil {
+		r.InFlight = c.InFlight()
+	}
+	var counts [numBuckets]uint32
+	var total uint64
+	for i := range counts {
+		counts[i] = w.buckets[i].Load()
+		total += uint64(counts[i])
+	}
+	if total > 0 {
+		r.P50ms = quantile(&counts, total, 0.50)
+		r.P90ms = quantile(&counts, total, 0.90)
+		r.P99ms = quantile(&counts, total, 0.99)
+	}
+	return r
+}
+
+func quantile(counts *[numBuckets]uint32, total uint64, q float64) float64 {
+	rank := uint64(math.Ceil(q * float64(total)))
+	if rank == 0 {
+		rank = 1
+	}
+	var seen uint64
+	for i, c := range counts {
+		seen += uint64(c)
+		if seen >= rank {
+			return float64(bucketMid(i)) / float64(time.Millisecond)
+		}
+	}
+	return float64(bucketMid(numBuckets-1)) / float64(time.Millisecond)
+}
