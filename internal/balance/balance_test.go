@@ -13,7 +13,9 @@ import (
 // seeded is a deterministic Rand for tests.
 type seeded struct{ r *rand.Rand }
 
-func newSeeded(seed uint64) *seeded { return &seeded{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))} }
+func newSeeded(seed uint64) *seeded {
+	return &seeded{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
 
 func (s *seeded) Uint64() uint64 { return s.r.Uint64() }
 
