@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -35,6 +36,7 @@ Every part runs from this one binary as a subcommand.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newProxyCmd(), newVersionCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
 }
 
@@ -45,7 +47,7 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "lbsys:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		os.Exit(exitUsage)
 	}
 	os.Exit(exitFailure)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/proxy"
+	"github.com/lbsys/lbsys/internal/stub"
 )
 
 func newProxyCmd() *cobra.Command {
@@ -20,6 +21,7 @@ func newProxyCmd() *cobra.Command {
 		configPath string
 		logLevel   string
 		checkOnly  bool
+		stubs      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --config lbsys.yaml",
@@ -49,6 +51,20 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (version %s)\n", configPath, cfg.Version())
 				return nil
 			}
+			if stubs {
+				var addrs []string
+				for _, s := range cfg.Services {
+					for _, e := range s.Endpoints {
+						addrs = append(addrs, e.Address)
+					}
+				}
+				b, err := stub.Start(addrs)
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				log.Info("stub backends started", "count", len(addrs))
+			}
 			return runProxy(cmd.Context(), cfg, configPath, log)
 		},
 	}
@@ -56,6 +72,7 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 	f.StringVarP(&configPath, "config", "c", "", "path of the YAML configuration file (required)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&checkOnly, "check", false, "validate the configuration and exit (0 valid, 2 invalid)")
+	f.BoolVar(&stubs, "stub-backends", false, "also start a tiny built-in HTTP backend on every endpoint address of the config (loopback only), to try the proxy without real services")
 	return cmd
 }
 
