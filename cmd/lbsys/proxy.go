@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -22,6 +23,7 @@ func newProxyCmd() *cobra.Command {
 		logLevel   string
 		checkOnly  bool
 		stubs      bool
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --config lbsys.yaml",
@@ -51,6 +53,16 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (version %s)\n", configPath, cfg.Version())
 				return nil
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			if stubs {
 				var addrs []string
 				for _, s := range cfg.Services {
@@ -72,6 +84,7 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 	f.StringVarP(&configPath, "config", "c", "", "path of the YAML configuration file (required)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&checkOnly, "check", false, "validate the configuration and exit (0 valid, 2 invalid)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the proxy exits (for performance work)")
 	f.BoolVar(&stubs, "stub-backends", false, "also start a tiny built-in HTTP backend on every endpoint address of the config (loopback only), to try the proxy without real services")
 	return cmd
 }
