@@ -129,18 +129,11 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // proxy; otherwise a client could forge its address for every backend.
 func (px *Proxy) forwardedHeaders(pr *httputil.ProxyRequest, trusted []netip.Prefix) {
 	in, out := pr.In, pr.Out
-	peer := in.RemoteAddr
-	var peerIP string
-	if ap, err := netip.ParseAddrPort(peer); err == nil {
-		peerIP = ap.Addr().Unmap().String()
-	} else if i := strings.LastIndexByte(peer, ':'); i >= 0 {
-		peerIP = strings.Trim(peer[:i], "[]")
-	} else {
-		peerIP = peer
-	}
+	peerIP := hostOnly(in.RemoteAddr)
 	trust := false
 	if len(trusted) > 0 {
 		if a, err := netip.ParseAddr(peerIP); err == nil {
+			a = a.Unmap()
 			for _, p := range trusted {
 				if p.Contains(a) {
 					trust = true
@@ -149,24 +142,46 @@ func (px *Proxy) forwardedHeaders(pr *httputil.ProxyRequest, trusted []netip.Pre
 			}
 		}
 	}
-	h := out.Header
+	// One backing array for the three values: one allocation, not three.
+	vals := make([]string, 3)
 	if prior := in.Header["X-Forwarded-For"]; trust && len(prior) > 0 {
-		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + peerIP}
+		vals[0] = strings.Join(prior, ", ") + ", " + peerIP
 	} else {
-		h["X-Forwarded-For"] = []string{peerIP}
+		vals[0] = peerIP
 	}
 	if v := in.Header.Get("X-Forwarded-Proto"); trust && v != "" {
-		h["X-Forwarded-Proto"] = []string{v}
+		vals[1] = v
 	} else if in.TLS != nil {
-		h["X-Forwarded-Proto"] = []string{"https"}
+		vals[1] = "https"
 	} else {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		vals[1] = "http"
 	}
 	if v := in.Header.Get("X-Forwarded-Host"); trust && v != "" {
-		h["X-Forwarded-Host"] = []string{v}
+		vals[2] = v
 	} else {
-		h["X-Forwarded-Host"] = []string{in.Host}
+		vals[2] = in.Host
 	}
+	h := out.Header
+	h["X-Forwarded-For"] = vals[0:1:1]
+	h["X-Forwarded-Proto"] = vals[1:2:2]
+	h["X-Forwarded-Host"] = vals[2:3:3]
+}
+
+// hostOnly strips the port from a RemoteAddr ("1.2.3.4:5", "[::1]:5")
+// without allocating.
+func hostOnly(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr
+	}
+	h := addr[:i]
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	if strings.HasPrefix(h, "::ffff:") && strings.Count(h, ".") == 3 {
+		h = h[len("::ffff:"):] // IPv4-mapped: show the IPv4 address
+	}
+	return h
 }
 
 // newReverseProxy builds the httputil.ReverseProxy of one route.
@@ -220,6 +235,7 @@ type reqState struct {
 	start  time.Time
 
 	info    balance.PickInfo
+	done    balance.DoneInfo // passed by pointer to Done: lives here, not on the heap per call
 	exclude [4]*balance.Endpoint
 	pick    balance.Pick
 	ep      *endpoint
@@ -314,7 +330,11 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 		if attempt == 0 && sticky >= 0 {
 			st.pick = st.picker.Take(sticky)
 		} else {
-			st.info.Now = time.Now()
+			if attempt == 0 {
+				st.info.Now = st.start
+			} else {
+				st.info.Now = time.Now()
+			}
 			if st.pick, err = st.picker.Pick(&st.info); err != nil {
 				if lastErr != nil {
 					return nil, lastErr
@@ -328,7 +348,10 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 			req.Body = st.replay
 		}
 		st.bodyEnded = false
-		attemptStart := time.Now()
+		attemptStart := st.start
+		if attempt > 0 {
+			attemptStart = time.Now()
+		}
 		hdrDeadline := deadline
 		if set.perTryTimeout > 0 {
 			if d := attemptStart.Add(set.perTryTimeout); hdrDeadline.IsZero() || d.Before(hdrDeadline) {
@@ -361,7 +384,8 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 			st.discarding = true
 			resp.Body.Close()
 			st.discarding = false
-			st.picker.Done(st.pick, &balance.DoneInfo{Now: now, Latency: st.hdrLat, Status: resp.StatusCode, Load: st.load})
+			st.done = balance.DoneInfo{Now: now, Latency: st.hdrLat, Status: resp.StatusCode, Load: st.load}
+			st.picker.Done(st.pick, &st.done)
 			continue
 		}
 		if c := set.cookie; c != nil && (sticky < 0 || attempt > 0) {
@@ -375,7 +399,8 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 // the client and the retry condition it matches (0: never retry, e.g. the
 // client went away or its body was bad).
 func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, int) {
-	st.picker.Done(st.pick, &balance.DoneInfo{Now: now, Latency: st.hdrLat, Failed: true})
+	st.done = balance.DoneInfo{Now: now, Latency: st.hdrLat, Failed: true}
+	st.picker.Done(st.pick, &st.done)
 	// A failure to read the client's body is the client's fault, whatever
 	// error the write path wrapped it in (net/http's request writer hides
 	// it in a type without Unwrap).
@@ -505,7 +530,8 @@ func (st *reqState) bodyDone(n int64, err error) {
 // complete accounts a request that got a response from an endpoint.
 func (st *reqState) complete(n int64, err error) {
 	now := time.Now()
-	st.picker.Done(st.pick, &balance.DoneInfo{Now: now, Latency: st.hdrLat, Status: st.status, Load: st.load})
+	st.done = balance.DoneInfo{Now: now, Latency: st.hdrLat, Status: st.status, Load: st.load}
+	st.picker.Done(st.pick, &st.done)
 	total := now.Sub(st.start)
 	rt, svc, ep := st.rt, st.svc, st.ep
 	ep.codes.get(svc, rt, ep.be.ID, st.status).Inc()

@@ -40,6 +40,9 @@ type pconn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// deadline tells whether a deadline may be set on conn, so that an
+	// exchange without timeouts clears it and one with timeouts need not.
+	deadline bool
 }
 
 var (
@@ -124,14 +127,16 @@ func (pc *pconn) alive() bool {
 	}
 	pc.conn.SetReadDeadline(time.Unix(1, 0))
 	_, err := pc.br.Peek(1)
-	pc.conn.SetReadDeadline(time.Time{})
+	pc.deadline = true
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // put returns a healthy connection to the pool.
 func (pc *pconn) put(now time.Time) {
 	u := pc.up
-	pc.conn.SetDeadline(time.Time{})
+	// The deadline left on the connection is harmless while it idles: the
+	// next exchange sets or clears it first, and idle connections are never
+	// read (alive uses its own deadline).
 	pc.idleAt = now
 	u.mu.Lock()
 	if u.closed || len(u.idle) >= u.maxIdle {
@@ -210,10 +215,16 @@ func (u *upstream) exchange(ctx context.Context, req *http.Request, now time.Tim
 		return nil, err
 	}
 	c := pc.conn
-	if !headerDeadline.IsZero() {
+	switch {
+	case !headerDeadline.IsZero():
 		c.SetDeadline(headerDeadline)
-	} else if !bodyDeadline.IsZero() {
+		pc.deadline = true
+	case !bodyDeadline.IsZero():
 		c.SetDeadline(bodyDeadline)
+		pc.deadline = true
+	case pc.deadline:
+		c.SetDeadline(time.Time{})
+		pc.deadline = false
 	}
 	// Abort the exchange when the client goes away or the request's
 	// deadline passes: unblock any read or write on the connection.
