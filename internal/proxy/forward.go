@@ -121,14 +121,19 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 	}
+	h.px.setForwarded(r, g.trusted)
 	rt.rp.ServeHTTP(w, r)
 }
 
-// forwardedHeaders sets X-Forwarded-For/-Proto/-Host on the outbound
-// request. Client-supplied values are kept only when the peer is a trusted
-// proxy; otherwise a client could forge its address for every backend.
-func (px *Proxy) forwardedHeaders(pr *httputil.ProxyRequest, trusted []netip.Prefix) {
-	in, out := pr.In, pr.Out
+// setForwarded computes X-Forwarded-For/-Proto/-Host and stores them on the
+// inbound request, from where Rewrite copies them to the outbound one.
+// Client-supplied values are kept (and appended to) only when the peer is a
+// trusted proxy; otherwise a client could forge its address for every
+// backend. Writing them on the inbound header before ReverseProxy clones it
+// sizes the clone's map for them, which saves a map growth per request; a
+// missing User-Agent is recorded as empty for the same reason (and so that
+// none is sent, as ReverseProxy intends).
+func (px *Proxy) setForwarded(in *http.Request, trusted []netip.Prefix) {
 	peerIP := hostOnly(in.RemoteAddr)
 	trust := false
 	if len(trusted) > 0 {
@@ -144,27 +149,41 @@ func (px *Proxy) forwardedHeaders(pr *httputil.ProxyRequest, trusted []netip.Pre
 	}
 	// One backing array for the three values: one allocation, not three.
 	vals := make([]string, 3)
-	if prior := in.Header["X-Forwarded-For"]; trust && len(prior) > 0 {
+	h := in.Header
+	if prior := h["X-Forwarded-For"]; trust && len(prior) > 0 {
 		vals[0] = strings.Join(prior, ", ") + ", " + peerIP
 	} else {
 		vals[0] = peerIP
 	}
-	if v := in.Header.Get("X-Forwarded-Proto"); trust && v != "" {
+	if v := h.Get("X-Forwarded-Proto"); trust && v != "" {
 		vals[1] = v
 	} else if in.TLS != nil {
 		vals[1] = "https"
 	} else {
 		vals[1] = "http"
 	}
-	if v := in.Header.Get("X-Forwarded-Host"); trust && v != "" {
+	if v := h.Get("X-Forwarded-Host"); trust && v != "" {
 		vals[2] = v
 	} else {
 		vals[2] = in.Host
 	}
-	h := out.Header
 	h["X-Forwarded-For"] = vals[0:1:1]
 	h["X-Forwarded-Proto"] = vals[1:2:2]
 	h["X-Forwarded-Host"] = vals[2:3:3]
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = emptyUA
+	}
+}
+
+var emptyUA = []string{""}
+
+// copyForwarded moves the values setForwarded computed to the outbound
+// request (ReverseProxy strips forwarding headers before Rewrite).
+func copyForwarded(pr *httputil.ProxyRequest) {
+	in, out := pr.In.Header, pr.Out.Header
+	out["X-Forwarded-For"] = in["X-Forwarded-For"]
+	out["X-Forwarded-Proto"] = in["X-Forwarded-Proto"]
+	out["X-Forwarded-Host"] = in["X-Forwarded-Host"]
 }
 
 // hostOnly strips the port from a RemoteAddr ("1.2.3.4:5", "[::1]:5")
@@ -185,7 +204,7 @@ func hostOnly(addr string) string {
 }
 
 // newReverseProxy builds the httputil.ReverseProxy of one route.
-func (px *Proxy) newReverseProxy(rt *route, trusted []netip.Prefix) *httputil.ReverseProxy {
+func (px *Proxy) newReverseProxy(rt *route) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The transport dials the endpoint it picks; the URL only
@@ -194,7 +213,7 @@ func (px *Proxy) newReverseProxy(rt *route, trusted []netip.Prefix) *httputil.Re
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
-			px.forwardedHeaders(pr, trusted)
+			copyForwarded(pr)
 		},
 		Transport:    &routeTransport{rt: rt},
 		BufferPool:   bufferPool{},
@@ -358,7 +377,7 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 				hdrDeadline = d
 			}
 		}
-		resp, err := st.ep.up.exchange(ctx, req, attemptStart, !replayable, hdrDeadline, deadline, st)
+		resp, err := st.ep.up.exchange(ctx, set.abortOnClose, req, attemptStart, !replayable, hdrDeadline, deadline, st)
 		now := time.Now()
 		st.hdrLat = now.Sub(attemptStart)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ type generation struct {
 	services  map[string]*service
 	maxBody   int64
 	certs     map[string]*tls.Certificate // by listen address
+	trusted   []netip.Prefix              // peers whose X-Forwarded-* are kept
 }
 
 type listenerRoutes struct {
@@ -240,7 +242,7 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 	}
 
 	g := &generation{cfg: cfg, version: cfg.Version(), listeners: map[string]*listenerRoutes{},
-		services: services, maxBody: int64(cfg.Server.MaxRequestBodyBytes)}
+		services: services, maxBody: int64(cfg.Server.MaxRequestBodyBytes), trusted: trusted}
 	for _, l := range cfg.Listeners {
 		lr := &listenerRoutes{name: l.Name}
 		for _, rc := range l.Routes {
@@ -252,7 +254,7 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 				svc:     services[rc.Service],
 			}
 			rt.reqDur = px.metrics.Duration.WithLabelValues(rc.Service, rc.Name)
-			rt.rp = px.newReverseProxy(rt, trusted)
+			rt.rp = px.newReverseProxy(rt)
 			lr.routes = append(lr.routes, rt)
 		}
 		g.listeners[l.Listen] = lr

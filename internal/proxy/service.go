@@ -45,6 +45,7 @@ type serviceSettings struct {
 
 	connectTimeout time.Duration
 	requestTimeout time.Duration
+	abortOnClose   bool
 
 	cookie     *cookieSigner // cookie affinity, nil if off
 	hashHeader string        // hash affinity key header, "" if none
@@ -60,6 +61,7 @@ func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 		maxReplayBody:  int64(sc.Retries.MaxBodyBytes),
 		connectTimeout: sc.Timeouts.Connect,
 		requestTimeout: sc.Timeouts.Request,
+		abortOnClose:   sc.Timeouts.AbortOnClientClose,
 	}
 	if sc.Retries.Attempts != nil {
 		s.attempts = *sc.Retries.Attempts

@@ -40,9 +40,8 @@ type pconn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
-	// deadline tells whether a deadline may be set on conn, so that an
-	// exchange without timeouts clears it and one with timeouts need not.
-	deadline bool
+	// dl is the deadline currently set on conn (zero: none).
+	dl time.Time
 }
 
 var (
@@ -125,9 +124,9 @@ func (pc *pconn) alive() bool {
 	if pc.br.Buffered() > 0 {
 		return false // unsolicited bytes: the stream is out of sync
 	}
-	pc.conn.SetReadDeadline(time.Unix(1, 0))
+	pc.conn.SetReadDeadline(aLongTimeAgo)
 	_, err := pc.br.Peek(1)
-	pc.deadline = true
+	pc.dl = aLongTimeAgo
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
@@ -203,11 +202,15 @@ type exchangeHooks interface {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// noStop stands in for context.AfterFunc's stop when nothing is watched.
+func noStop() bool { return true }
+
 // exchange sends req on a connection to u and reads the response headers.
 // headerDeadline bounds the wait for headers (zero: none); bodyDeadline
-// bounds the whole exchange (zero: none). The returned response's Body must
-// be read to EOF or closed; hooks.bodyDone is then called.
-func (u *upstream) exchange(ctx context.Context, req *http.Request, now time.Time, fresh bool,
+// bounds the whole exchange (zero: none). With watch set, the client going
+// away (ctx done) cuts the exchange at once. The returned response's Body
+// must be read to EOF or closed; hooks.bodyDone is then called.
+func (u *upstream) exchange(ctx context.Context, watch bool, req *http.Request, now time.Time, fresh bool,
 	headerDeadline, bodyDeadline time.Time, hooks exchangeHooks) (*http.Response, error) {
 
 	pc, err := u.get(now, fresh)
@@ -215,20 +218,13 @@ func (u *upstream) exchange(ctx context.Context, req *http.Request, now time.Tim
 		return nil, err
 	}
 	c := pc.conn
-	switch {
-	case !headerDeadline.IsZero():
-		c.SetDeadline(headerDeadline)
-		pc.deadline = true
-	case !bodyDeadline.IsZero():
-		c.SetDeadline(bodyDeadline)
-		pc.deadline = true
-	case pc.deadline:
-		c.SetDeadline(time.Time{})
-		pc.deadline = false
+	pc.setDeadline(now, headerDeadline, bodyDeadline)
+	// Abort the exchange when the client goes away: unblock any read or
+	// write on the connection.
+	stop := noStop
+	if watch {
+		stop = context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
 	}
-	// Abort the exchange when the client goes away or the request's
-	// deadline passes: unblock any read or write on the connection.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
 
 	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
@@ -243,6 +239,7 @@ func (u *upstream) exchange(ctx context.Context, req *http.Request, now time.Tim
 	}
 	if !headerDeadline.IsZero() && headerDeadline != bodyDeadline {
 		c.SetDeadline(bodyDeadline) // zero clears
+		pc.dl = bodyDeadline
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		uc := &upgradedConn{pc: pc, stop: stop, hooks: hooks}
@@ -258,6 +255,35 @@ func (u *upstream) exchange(ctx context.Context, req *http.Request, now time.Tim
 		b.finish(nil)
 	}
 	return resp, nil
+}
+
+// setDeadline arms the connection for one exchange. A single deadline for
+// the whole exchange (the usual case: a request timeout, no per-try timeout)
+// may fire up to 1/32 of the timeout late: then the deadline already set by
+// the previous exchange on this connection is usually good enough and the
+// timer is not touched, which saves a timer update per request. Per-try
+// (header) deadlines are always exact.
+func (pc *pconn) setDeadline(now, headerDeadline, bodyDeadline time.Time) {
+	switch {
+	case headerDeadline.IsZero() && bodyDeadline.IsZero():
+		if !pc.dl.IsZero() {
+			pc.conn.SetDeadline(time.Time{})
+			pc.dl = time.Time{}
+		}
+	case headerDeadline.IsZero() || headerDeadline.Equal(bodyDeadline):
+		want := bodyDeadline
+		if want.IsZero() {
+			want = headerDeadline
+		}
+		slack := want.Sub(now) / 32
+		if pc.dl.Before(want) || pc.dl.After(want.Add(slack)) {
+			pc.dl = want.Add(slack / 2)
+			pc.conn.SetDeadline(pc.dl)
+		}
+	default:
+		pc.conn.SetDeadline(headerDeadline)
+		pc.dl = headerDeadline
+	}
 }
 
 // readResponse reads the final response, skipping 1xx interim responses
