@@ -893,3 +893,46 @@ services:
 		}
 	}
 }
+
+func TestAbortOnClientClose(t *testing.T) {
+	for _, abort := range []bool{true, false} {
+		t.Run(fmt.Sprintf("abort=%v", abort), func(t *testing.T) {
+			canceled := make(chan time.Time, 1)
+			srv := newCustomBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+					canceled <- time.Now()
+				case <-time.After(1500 * time.Millisecond):
+					w.Write([]byte("late"))
+				}
+			}))
+			px := startProxy(t, renderConfig(t, baseConfig+fmt.Sprintf(`
+services:
+  - name: app
+    endpoints: [{address: "{{.B0}}"}]
+    timeouts: {request: 5s, abort_on_client_close: %v}
+`, abort), srv))
+			c, err := net.Dial("tcp", strings.TrimPrefix(px.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprint(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+			time.Sleep(100 * time.Millisecond)
+			left := time.Now()
+			c.Close()
+			select {
+			case at := <-canceled:
+				if !abort {
+					t.Fatalf("endpoint's request was cut although abort_on_client_close is off")
+				}
+				if d := at.Sub(left); d > time.Second {
+					t.Fatalf("endpoint noticed %v after the client left", d)
+				}
+			case <-time.After(3 * time.Second):
+				if abort {
+					t.Fatal("endpoint kept working for a client that left")
+				}
+			}
+		})
+	}
+}
