@@ -227,3 +227,41 @@ func (e *Endpoint) storeLoad(l LoadReport) {
 func uniform(r uint32, n int) int {
 	return int((uint64(r) * uint64(n)) >> 32)
 }
+
+// sampleCandidates fills out with k candidate indices among n endpoints for
+// a power-of-d-choices pick: in proportion to weight when alias is set,
+// uniformly otherwise, and distinct where possible. Finagle's P2C draws two
+// distinct nodes too: with replacement, an endpoint would be compared with
+// itself 1/n of the time and a slow endpoint would keep a floor of 1/n² of
+// the traffic for nothing.
+func sampleCandidates(r Rand, n int, alias *aliasTable, out []int) []int {
+	out = out[:0]
+	k := cap(out)
+	if k > n {
+		k = n
+	}
+	for len(out) < k {
+		var c int
+		for try := 0; ; try++ {
+			if alias != nil {
+				c = alias.sample(r.Uint64())
+			} else {
+				c = uniform(uint32(r.Uint64()>>32), n)
+			}
+			if try >= 8 || !containsInt(out, c) {
+				break
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func containsInt(s []int, x int) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

@@ -352,8 +352,10 @@ func BenchmarkPick(b *testing.B) {
 					ws[i] = float64(1 + i%3)
 				}
 				p := mustBalancer(b, name, nil).Update(endpoints(ws...))
-				info := &PickInfo{Rand: newSeeded(1), HasHash: true}
-				done := &DoneInfo{Status: 200}
+				info := &PickInfo{Rand: newSeeded(1), HasHash: true, Now: tBase}
+				// Responses carry load reports, so prequal's pool fills
+				// as it would in production.
+				done := &DoneInfo{Status: 200, Latency: time.Millisecond, Now: tBase, Load: LoadReport{Valid: true, RIF: 3}}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {

@@ -46,11 +46,13 @@ func init() {
 // leastRequest follows Envoy's least_request load balancer: with equal
 // weights it samples choice_count endpoints at random and takes the one with
 // the fewest active requests (Mitzenmacher's power of two choices); with
-// unequal weights Envoy scores weight / (active+1)^bias. Envoy evaluates
-// that with an EDF scheduler under a lock; we keep the pick lock-free by
-// sampling candidates in proportion to weight (Vose's alias table) and taking
-// the lowest active^bias / weight, ties to the first sample, so an idle pool
-// is split exactly by weight and a loaded one is steered by active requests.
+// unequal weights Envoy scores weight / (active+1)^bias and schedules with
+// EDF under a lock. We keep the pick lock-free instead: candidates are
+// sampled in proportion to weight (Vose's alias table) and the one with the
+// lowest active^bias / weight wins, ties to the first sample. An idle pool
+// is thus split exactly by weight (all scores 0: the weighted sample
+// decides), and under load active requests settle in proportion to weight
+// (bias 0: plain weighted random).
 type leastRequest struct {
 	choices int
 	bias    float64
@@ -60,11 +62,11 @@ func (b *leastRequest) Update(eps []Weighted) Picker {
 	p := &lrPicker{eps: eps, choices: b.choices, bias: b.bias, invW: make([]float64, len(eps))}
 	equal := true
 	for i, w := range eps {
-		wt := w.Weight
-		if wt <= 0 {
-			wt = math.SmallestNonzeroFloat64
+		if w.Weight > 0 {
+			p.invW[i] = 1 / w.Weight
+		} else {
+			p.invW[i] = math.Inf(1) // never preferred
 		}
-		p.invW[i] = 1 / wt
 		if w.Weight != eps[0].Weight {
 			equal = false
 		}
@@ -87,13 +89,6 @@ type lrPicker struct {
 	bias    float64
 }
 
-func (p *lrPicker) sample(r Rand) int {
-	if p.alias != nil {
-		return p.alias.sample(r.Uint64())
-	}
-	return uniform(uint32(r.Uint64()>>32), len(p.eps))
-}
-
 func (p *lrPicker) score(i int) float64 {
 	a := float64(p.eps[i].Endpoint.inflight.Load())
 	switch p.bias {
@@ -103,10 +98,13 @@ func (p *lrPicker) score(i int) float64 {
 	default:
 		a = math.Pow(a, p.bias)
 	}
-	if p.alias == nil {
-		return a
+	if math.IsInf(p.invW[i], 1) {
+		return math.Inf(1) // weight 0
 	}
-	return a * p.invW[i]
+	if p.alias != nil {
+		a *= p.invW[i]
+	}
+	return a
 }
 
 func (p *lrPicker) Pick(info *PickInfo) (Pick, error) {
@@ -114,10 +112,10 @@ func (p *lrPicker) Pick(info *PickInfo) (Pick, error) {
 	if n == 0 {
 		return Pick{}, ErrNoEndpoint
 	}
+	var buf [16]int
 	best := -1
 	bestScore := 0.0
-	for c := 0; c < p.choices; c++ {
-		i := p.sample(info.Rand)
+	for _, i := range sampleCandidates(info.Rand, n, p.alias, buf[:0:p.choices]) {
 		if len(info.Exclude) > 0 && info.Excluded(p.eps[i].Endpoint) {
 			continue
 		}

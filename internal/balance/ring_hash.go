@@ -124,8 +124,30 @@ func (b *ringHash) Update(eps []Weighted) Picker {
 		}
 		return eps[p.ring[a].slot].Endpoint.ID < eps[p.ring[c].slot].Endpoint.ID
 	})
+	// Index the ring by the top 16 bits of the hash, so a lookup is a short
+	// scan instead of a binary search over up to a million points.
+	p.index = make([]uint32, ringBuckets+1)
+	j := 0
+	for bk := 0; bk <= ringBuckets; bk++ {
+		for j < len(p.ring) && int(p.ring[j].hash>>48) < bk {
+			j++
+		}
+		p.index[bk] = uint32(j)
+	}
 	b.last = p
 	return p
+}
+
+const ringBuckets = 1 << 16
+
+// search returns the first ring position with hash >= h (len(ring) if none).
+func (p *ringPicker) search(h uint64) int {
+	bk := h >> 48
+	lo, hi := int(p.index[bk]), int(p.index[bk+1])
+	for lo < hi && p.ring[lo].hash < h {
+		lo++
+	}
+	return lo
 }
 
 func (b *ringHash) Describe() any {
@@ -140,6 +162,7 @@ type ringPicker struct {
 	eps   []Weighted
 	share []float64
 	ring  []ringPoint
+	index []uint32 // ring position of the first point of each hash bucket
 	eps1  float64
 	total *atomic.Int64
 }
@@ -158,7 +181,7 @@ func (p *ringPicker) Pick(info *PickInfo) (Pick, error) {
 	if !info.HasHash {
 		h = info.Rand.Uint64()
 	}
-	start := sort.Search(len(p.ring), func(i int) bool { return p.ring[i].hash >= h })
+	start := p.search(h)
 	m := p.total.Load() + 1
 	n := len(p.ring)
 	fallback := -1
@@ -206,7 +229,7 @@ func (p *ringPicker) Home(h uint64) *Endpoint {
 	if len(p.ring) == 0 {
 		return nil
 	}
-	i := sort.Search(len(p.ring), func(i int) bool { return p.ring[i].hash >= h }) % len(p.ring)
+	i := p.search(h) % len(p.ring)
 	return p.eps[p.ring[i].slot].Endpoint
 }
 
