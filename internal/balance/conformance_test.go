@@ -19,9 +19,9 @@ var traits = map[string]balancetest.Traits{
 	// weighted promises about directive weights.
 	"peak_ewma": {},
 	"weighted":  {},
-	"prequal":       {},
-	"ring_hash":     {},
-	"maglev":        {},
+	"prequal":   {},
+	"ring_hash": {},
+	"maglev":    {},
 }
 
 func TestConformance(t *testing.T) {
