@@ -342,16 +342,16 @@ func (l *Limiter) Seed(limit float64) {
 
 // Snapshot is the limiter's state for /status and metrics.
 type Snapshot struct {
-	Limit       float64          `json:"limit"`
-	InFlight    int64            `json:"in_flight"`
-	Min         float64          `json:"min_limit"`
-	Max         float64          `json:"max_limit"`
-	LongRTTms   float64          `json:"long_rtt_ms"`
-	ShortRTTms  float64          `json:"short_rtt_ms"`
-	Gradient    float64          `json:"gradient"`
-	Admitted    map[string]int64 `json:"admitted"`
-	Rejected    map[string]int64 `json:"rejected"`
-	Capacity    map[string]int64 `json:"capacity"`
+	Limit      float64          `json:"limit"`
+	InFlight   int64            `json:"in_flight"`
+	Min        float64          `json:"min_limit"`
+	Max        float64          `json:"max_limit"`
+	LongRTTms  float64          `json:"long_rtt_ms"`
+	ShortRTTms float64          `json:"short_rtt_ms"`
+	Gradient   float64          `json:"gradient"`
+	Admitted   map[string]int64 `json:"admitted"`
+	Rejected   map[string]int64 `json:"rejected"`
+	Capacity   map[string]int64 `json:"capacity"`
 }
 
 // Snapshot returns the current state.
