@@ -373,3 +373,8 @@ func (l *Limiter) Snapshot() Snapshot {
 
 // Rejected returns the number of requests of priority p refused so far.
 func (l *Limiter) Rejected(p Priority) int64 { return l.rejected[p].Load() }
+
+// Cancel ends an admitted request without a latency sample (the client
+// went away, or the request never reached a backend): it says nothing about
+// the service's latency.
+func (l *Limiter) Cancel() { l.inflight.Add(-1) }

@@ -129,8 +129,8 @@ func NewPrequal(o PrequalOptions) Balancer {
 //     replaces the replica's older one); probes older than max_age are
 //     dropped, a probe is used by at most max_reuse queries, and when the
 //     pool is full the oldest probe gives way. After each pick the worst
-//     probe (hottest, slowest) is removed, as in the paper, so that stale
-//     pessimism does not linger.
+//     probe is removed when it is hot (as the paper removes the worst
+//     probe, so stale pessimism does not linger), never below two probes.
 //   - Choice, the hot-cold lexicographic rule: a replica is hot when its
 //     RIF is above the q_rif quantile of the RIFs in the pool; among cold
 //     replicas pick the lowest latency; if all are hot, the lowest RIF.
@@ -424,8 +424,11 @@ func (p *pqPicker) Pick(info *PickInfo) (Pick, error) {
 	if chosen.pr.uses.Add(1) >= int32(b.opts.MaxReuse) {
 		b.pool[chosen.pool].CompareAndSwap(chosen.pr, nil)
 	}
-	if worst != best {
-		b.pool[cands[worst].pool].CompareAndSwap(cands[worst].pr, nil)
+	// Drop the worst probe when it is hot: its pessimistic view is the
+	// one most likely to be stale, and a fresh probe will tell. Keep at
+	// least two probes so the pool does not fall back to random.
+	if w := &cands[worst]; worst != best && n > 2 && (w.bad || float64(w.rif) > hotAbove) {
+		b.pool[w.pool].CompareAndSwap(w.pr, nil)
 	}
 	return p.Take(int(chosen.slot)), nil
 }

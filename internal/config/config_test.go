@@ -44,7 +44,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field with suggestion", base + "        wieght: 2\n",
 			[]string{"line 10: services[web].endpoints[0].wieght: unknown field: did you mean `weight`? allowed fields here: address, weight"}},
 		{"unknown field without suggestion", base + "    colour: blue\n",
-			[]string{"line 10: services[web].colour: unknown field: allowed fields here: affinity, endpoints, health, name, policy, priority, retries, timeouts, upstream"}},
+			[]string{"line 10: services[web].colour: unknown field: allowed fields here: admission, affinity, endpoints, health, name, policy, priority, retries, timeouts, upstream"}},
 		{"misspelt required field is not reported twice", "listeners:\n  - listen: 127.0.0.1:8080\n    routes:\n      - servce: web\nservices:\n  - name: web\n    endpoints: [{address: 127.0.0.1:9001}]\n",
 			[]string{"line 4: listeners[0].routes[0].servce: unknown field: did you mean `service`?"}},
 		{"duplicate key", base + "    name: web2\n", []string{"line 10: services[web].name: set twice (first at line 7); keep one"}},
@@ -88,7 +88,7 @@ func TestParseErrors(t *testing.T) {
 		{"endpoint port zero", strings.Replace(base, "127.0.0.1:9001", "127.0.0.1:0", 1),
 			[]string{`services[web].endpoints[0].address: port "0" of "127.0.0.1:0" is not a number from 1 to 65535`}},
 		{"unknown policy", base + "    policy: least_requests\n",
-			[]string{`line 10: services[web].policy.name: unknown policy "least_requests": did you mean ` + "`least_request`" + `? registered policies: least_request, ring_hash, round_robin`}},
+			[]string{`line 10: services[web].policy.name: unknown policy "least_requests": did you mean ` + "`least_request`" + `? registered policies: least_request, maglev, peak_ewma, prequal, random, ring_hash, round_robin, weighted`}},
 		{"policy of wrong shape", base + "    policy: [a]\n",
 			[]string{"line 10: services[web].policy: expected a policy name such as `least_request`, or a mapping"}},
 		{"bad policy option value", base + "    policy:\n      name: least_request\n      options:\n        choice_count: 1\n",
@@ -752,4 +752,39 @@ func TestDocsCoverEveryField(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config]())
+}
+
+func TestAdmissionAndRoutePriority(t *testing.T) {
+	good := `
+listeners:
+  - listen: 127.0.0.1:8080
+    routes:
+      - {match: {path_prefix: /catalog/search}, service: web, priority: sheddable}
+      - {service: web}
+services:
+  - name: web
+    endpoints: [{address: 127.0.0.1:9001}]
+    admission: {min_limit: 5, max_limit: 200, initial_limit: 20}
+`
+	cfg, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Services[0].Admission == nil || cfg.Services[0].Admission.MaxLimit != 200 || cfg.Listeners[0].Routes[0].Priority != "sheddable" {
+		t.Fatalf("parsed %+v", cfg.Services[0].Admission)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"    admission: {min_limit: 300, max_limit: 200}\n", "min_limit (300) must not exceed max_limit (200)"},
+		{"    admission: {tolerance: 0.5}\n", "tolerance must be >= 1"},
+		{"    admission: {min_limt: 3}\n", "did you mean `min_limit`?"},
+	} {
+		bad := strings.Replace(good, "    admission: {min_limit: 5, max_limit: 200, initial_limit: 20}\n", c.yaml, 1)
+		if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want %q", c.yaml, err, c.want)
+		}
+	}
+	bad := strings.Replace(good, "priority: sheddable", "priority: vip", 1)
+	if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), `routes[0].priority: unknown priority "vip"`) {
+		t.Errorf("route priority: %v", err)
+	}
 }

@@ -96,6 +96,10 @@ type Route struct {
 	Match Match `yaml:"match"`
 	// Service is the name of a service in `services`, required.
 	Service string `yaml:"service"`
+	// Priority overrides the service's priority class for requests of this
+	// route (for example sheddable search inside a normal catalog service).
+	// Empty: the service's class.
+	Priority string `yaml:"priority"`
 }
 
 // Match is a conjunction of conditions.
@@ -131,6 +135,10 @@ type Service struct {
 	Affinity Affinity `yaml:"affinity"`
 	// Upstream tunes the connection pool to the endpoints.
 	Upstream Upstream `yaml:"upstream"`
+	// Admission is adaptive concurrency control with priority shedding.
+	// Absent: every request is admitted. `admission: {}` turns it on with
+	// the defaults.
+	Admission *Admission `yaml:"admission"`
 
 	// balancer is the policy's factory, built while validating; see
 	// BalancerFactory.
@@ -312,6 +320,31 @@ type HashAffinity struct {
 	Epsilon float64 `yaml:"epsilon"`
 	// VirtualNodes per endpoint (scaled by weight). Default 100.
 	VirtualNodes int `yaml:"virtual_nodes"`
+}
+
+// Admission limits the requests in flight to a service to a concurrency
+// limit learned from latency (Netflix's Gradient2). Requests beyond it get
+// 503 with Retry-After: sheddable ones once in-flight reaches
+// sheddable_share of the limit, normal ones at normal_share, critical ones
+// only at the limit itself.
+type Admission struct {
+	// MinLimit is the limit's floor. Default 10.
+	MinLimit int `yaml:"min_limit"`
+	// MaxLimit is the limit's ceiling. Default 1000.
+	MaxLimit int `yaml:"max_limit"`
+	// InitialLimit is where the limit starts. Default 50.
+	InitialLimit int `yaml:"initial_limit"`
+	// Tolerance: how far short-term latency may exceed the long-term average
+	// before the limit shrinks, as a ratio >= 1. Default 1.5.
+	Tolerance float64 `yaml:"tolerance"`
+	// Smoothing weighs each new estimate, in (0, 1]. Default 0.2.
+	Smoothing float64 `yaml:"smoothing"`
+	// Window is the sampling window of latency. Default 250ms.
+	Window time.Duration `yaml:"window"`
+	// SheddableShare of the limit sheddable requests may fill. Default 0.7.
+	SheddableShare float64 `yaml:"sheddable_share"`
+	// NormalShare of the limit normal requests may fill. Default 0.9.
+	NormalShare float64 `yaml:"normal_share"`
 }
 
 // Upstream tunes connections to endpoints.

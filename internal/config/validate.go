@@ -412,6 +412,9 @@ func (ch *checker) validateListener(l *Listener, p string, svcIndex map[string]i
 			ch.errf(rp+".service", "unknown service %s: %sdefined services: %s", quote(r.Service), didYouMean(r.Service, svcNames), listNames(svcNames))
 		}
 		ch.validateMatch(&r.Match, rp+".match")
+		if r.Priority != "" && !slices.Contains(priorities, r.Priority) {
+			ch.errf(rp+".priority", "unknown priority %s: %suse critical, normal or sheddable, or leave it out to use the service's", quote(r.Priority), didYouMean(r.Priority, priorities))
+		}
 		// Quadratic, so only for lists a human wrote; generated configs
 		// with thousands of routes are not checked for dead routes.
 		for k := range min(j, maxShadowCheck) {
@@ -553,6 +556,34 @@ func (ch *checker) validateService(s *Service, p string) {
 	ch.validateAffinity(&s.Affinity, p+".affinity")
 	if s.Upstream.MaxIdlePerEndpoint < 1 {
 		ch.errf(p+".upstream.max_idle_per_endpoint", "must be at least 1, got %d", s.Upstream.MaxIdlePerEndpoint)
+	}
+	if a := s.Admission; a != nil {
+		ch.validateAdmission(a, p+".admission")
+	}
+}
+
+func (ch *checker) validateAdmission(a *Admission, p string) {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"min_limit", a.MinLimit}, {"max_limit", a.MaxLimit}, {"initial_limit", a.InitialLimit}} {
+		if f.v < 0 || f.v > 1_000_000 {
+			ch.errf(p+"."+f.name, "must be between 1 and 1000000 (0 or absent: default), got %d", f.v)
+		}
+	}
+	if a.Window < 0 {
+		ch.errf(p+".window", "must be positive (e.g. 250ms), got %v", a.Window)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"tolerance", a.Tolerance}, {"smoothing", a.Smoothing}, {"sheddable_share", a.SheddableShare}, {"normal_share", a.NormalShare}} {
+		if f.v < 0 || f.v != f.v {
+			ch.errf(p+"."+f.name, "must be a positive number (0 or absent: default), got %v", f.v)
+		}
+	}
+	if err := a.LimiterConfig().Validate(); err != nil {
+		ch.errf(p, "%v", err)
 	}
 }
 

@@ -3,12 +3,15 @@ package proxy
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lbsys/lbsys/internal/balance"
 )
 
 // Status is the body of GET /status.
@@ -89,6 +92,7 @@ func (px *Proxy) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"records": recs})
 	})
+	mux.Handle("POST /directive", px.requireToken(http.HandlerFunc(px.handleDirective)))
 	mux.Handle("POST /reload", px.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := px.ReloadFile()
 		if err != nil {
@@ -128,4 +132,82 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// DirectiveRequest is the body of POST /directive: a manual (or, until the
+// coordinator streams them, pipeline-made) directive for one service.
+type DirectiveRequest struct {
+	Service string `json:"service"`
+	Version string `json:"version"`
+	// Weights per endpoint address; an endpoint left out keeps factor 1.
+	Weights map[string]float64 `json:"weights,omitempty"`
+	Ramps   []struct {
+		Endpoint string   `json:"endpoint"`
+		From     float64  `json:"from"`
+		To       float64  `json:"to"`
+		Start    string   `json:"start,omitempty"` // RFC 3339; default now
+		Duration Duration `json:"duration"`
+	} `json:"ramps,omitempty"`
+	// Clear removes the service's directive (back to plain peak_ewma).
+	Clear     bool                `json:"clear,omitempty"`
+	Admission *AdmissionDirective `json:"admission,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s" in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON parses "30s" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("duration: want \"30s\" or a number of seconds")
+	}
+	*d = Duration(f * float64(time.Second))
+	return nil
+}
+
+func (px *Proxy) handleDirective(w http.ResponseWriter, r *http.Request) {
+	var req DirectiveRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad directive: " + err.Error()})
+		return
+	}
+	svc := px.gen.Load().services[req.Service]
+	if svc == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no service %q", req.Service)})
+		return
+	}
+	var d *balance.Directive
+	if req.Clear || req.Weights != nil || len(req.Ramps) > 0 {
+		d = &balance.Directive{Version: req.Version, Weights: req.Weights}
+		now := px.clock.Now()
+		for i, rr := range req.Ramps {
+			start := now
+			if rr.Start != "" {
+				t, err := time.Parse(time.RFC3339, rr.Start)
+				if err != nil {
+					writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("ramps[%d].start: want RFC 3339: %v", i, err)})
+					return
+				}
+				start = t
+			}
+			d.Ramps = append(d.Ramps, balance.Ramp{Endpoint: rr.Endpoint, From: rr.From, To: rr.To, Start: start, Duration: time.Duration(rr.Duration)})
+		}
+	}
+	if err := svc.setDirective(d, req.Clear, req.Admission); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"result": "applied", "service": req.Service, "version": req.Version})
 }

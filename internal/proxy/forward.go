@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/balance"
 	"github.com/lbsys/lbsys/internal/health"
 )
@@ -32,6 +33,8 @@ type route struct {
 	prefix  string
 	methods []string
 	svc     *service
+	prio    admission.Priority
+	hasPrio bool // prio overrides the service's class
 	rp      *httputil.ReverseProxy
 	reqDur  prometheus.Observer
 	codes   codeCounters // proxy-generated answers before an endpoint was tried
@@ -263,6 +266,9 @@ type reqState struct {
 	load    balance.LoadReport
 	bytesIn int64
 
+	lim        *admission.Limiter // admitted by this limiter; nil if none
+	dropped    bool               // the last attempt timed out or could not connect
+	hdrAt      time.Time          // when the final response's headers arrived
 	retryHeld  bool
 	discarding bool // closing a response we retry past: not the request's end
 	responded  bool // headers of the final response are being returned
@@ -284,6 +290,19 @@ func (t *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st.info.Rand = fastRand{}
 	st.info.Exclude = st.exclude[:0]
 	svc.active.Add(1)
+
+	if lim := svc.limiter.Load(); lim != nil {
+		prio := st.snap.set.prio
+		if rt.hasPrio {
+			prio = rt.prio
+		}
+		if !lim.Acquire(prio) {
+			err := st.proxyErr(&proxyError{status: http.StatusServiceUnavailable, reason: reasonOverloaded})
+			st.release()
+			return nil, err
+		}
+		st.lim = lim
+	}
 
 	resp, err := st.run(req, st.snap.set)
 	if err != nil {
@@ -394,6 +413,7 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 		}
 
 		// Response headers arrived.
+		st.hdrAt = now
 		st.status = resp.StatusCode
 		st.load = parseLoad(resp.Header)
 		st.ep.upstreamLatency.Observe(st.hdrLat.Seconds())
@@ -441,6 +461,7 @@ func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, int) {
 		pe.status, pe.reason, cond = http.StatusBadGateway, reasonReset, retryReset
 	}
 	st.svc.observe(st.ep, health.GatewayFailure, now)
+	st.dropped = pe.reason == reasonTimeout || pe.reason == reasonConnectFailure
 	return st.proxyErr(pe), cond
 }
 
@@ -551,6 +572,10 @@ func (st *reqState) complete(n int64, err error) {
 	now := time.Now()
 	st.done = balance.DoneInfo{Now: now, Latency: st.hdrLat, Status: st.status, Load: st.load}
 	st.picker.Done(st.pick, &st.done)
+	if st.lim != nil {
+		st.lim.Release(now, st.hdrAt.Sub(st.start), st.status == 503 || st.status == 504)
+		st.lim = nil
+	}
 	total := now.Sub(st.start)
 	rt, svc, ep := st.rt, st.svc, st.ep
 	ep.codes.get(svc, rt, ep.be.ID, st.status).Inc()
@@ -569,6 +594,18 @@ func (st *reqState) complete(n int64, err error) {
 
 // release ends the request's claim on the service and recycles st.
 func (st *reqState) release() {
+	if st.lim != nil {
+		// Ended without a response from an endpoint: a timeout or an
+		// overloaded path is a drop; anything else (the client left, no
+		// endpoint to try) says nothing about latency.
+		if st.ep != nil && !st.hdrAt.IsZero() {
+			st.lim.Release(time.Now(), st.hdrAt.Sub(st.start), false)
+		} else if st.dropped {
+			st.lim.Release(time.Now(), time.Since(st.start), true)
+		} else {
+			st.lim.Cancel()
+		}
+	}
 	st.svc.active.Add(-1)
 	if st.retryHeld {
 		st.svc.retrying.Add(-1)

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/clock"
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/telemetry"
@@ -252,6 +253,9 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 				prefix:  rc.Match.PathPrefix,
 				methods: rc.Match.Methods,
 				svc:     services[rc.Service],
+			}
+			if rc.Priority != "" {
+				rt.prio, rt.hasPrio = mustPriority(rc.Priority), true
 			}
 			rt.reqDur = px.metrics.Duration.WithLabelValues(rc.Service, rc.Name)
 			rt.rp = px.newReverseProxy(rt)
@@ -546,9 +550,21 @@ var (
 		"Attempts in flight to the endpoint.", []string{telemetry.LabelService, telemetry.LabelEndpoint}, nil)
 )
 
+var (
+	descAdmLimit = prometheus.NewDesc(telemetry.AdmissionLimit,
+		"The service's adaptive concurrency limit.", []string{telemetry.LabelService}, nil)
+	descAdmInflight = prometheus.NewDesc(telemetry.AdmissionInFlight,
+		"Requests admitted and not yet finished.", []string{telemetry.LabelService}, nil)
+	descAdmRejected = prometheus.NewDesc(telemetry.AdmissionRejected,
+		"Requests refused by admission control (503), by priority class.", []string{telemetry.LabelService, telemetry.LabelPriority}, nil)
+)
+
 func (c *inflightCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSvcInflight
 	ch <- descEpInflight
+	ch <- descAdmLimit
+	ch <- descAdmInflight
+	ch <- descAdmRejected
 }
 
 func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
@@ -557,6 +573,13 @@ func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
 	c.px.mu.Unlock()
 	for name, s := range svcs {
 		ch <- prometheus.MustNewConstMetric(descSvcInflight, prometheus.GaugeValue, float64(s.active.Load()), name)
+		if l := s.limiter.Load(); l != nil {
+			ch <- prometheus.MustNewConstMetric(descAdmLimit, prometheus.GaugeValue, l.Limit(), name)
+			ch <- prometheus.MustNewConstMetric(descAdmInflight, prometheus.GaugeValue, float64(l.InFlight()), name)
+			for _, p := range []admission.Priority{admission.Critical, admission.Normal, admission.Sheddable} {
+				ch <- prometheus.MustNewConstMetric(descAdmRejected, prometheus.CounterValue, float64(l.Rejected(p)), name, p.String())
+			}
+		}
 		s.mu.Lock()
 		for id, ep := range s.eps {
 			ch <- prometheus.MustNewConstMetric(descEpInflight, prometheus.GaugeValue, float64(ep.be.InFlight()), name, id)

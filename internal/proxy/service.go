@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/balance"
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/health"
@@ -33,6 +34,7 @@ var retryConditionBits = map[string]int{
 // configuration that the request path reads.
 type serviceSettings struct {
 	priority string
+	prio     admission.Priority
 
 	attempts      int
 	retryOn       int
@@ -55,6 +57,7 @@ type serviceSettings struct {
 func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 	s := &serviceSettings{
 		priority:       sc.Priority,
+		prio:           mustPriority(sc.Priority),
 		perTryTimeout:  sc.Retries.PerTryTimeout,
 		backoffBase:    sc.Retries.BackoffBase,
 		backoffMax:     sc.Retries.BackoffMax,
@@ -84,6 +87,15 @@ func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 		s.hashCookie = sc.Affinity.Hash.Cookie
 	}
 	return s
+}
+
+// mustPriority maps a validated priority name.
+func mustPriority(name string) admission.Priority {
+	p, err := admission.ParsePriority(name)
+	if err != nil {
+		return admission.Normal
+	}
+	return p
 }
 
 func healthConfig(sc *config.Service) health.Config {
@@ -150,18 +162,23 @@ type service struct {
 	name string
 	px   *Proxy
 
-	mu       sync.Mutex // guards everything below but snap and the counters
-	cfg      *config.Service
-	policyID string
-	bal      balance.Balancer
-	ringBal  balance.Balancer
-	pool     *health.Pool
-	eps      map[string]*endpoint
-	order    []string
-	prober   *prober
-	settings *serviceSettings
+	mu        sync.Mutex // guards everything below but snap and the counters
+	cfg       *config.Service
+	policyID  string
+	bal       balance.Balancer
+	ringBal   balance.Balancer
+	pool      *health.Pool
+	eps       map[string]*endpoint
+	order     []string
+	prober    *prober
+	settings  *serviceSettings
+	directive *balance.Directive // last directive applied, nil if none
 
 	snap     atomic.Pointer[snapshot]
+	limiter  atomic.Pointer[admission.Limiter] // nil: admission off
+	admCfg   *config.Admission
+	probe    *probeDriver // prequal's probes, nil for other policies
+	ramping  bool         // a directive ramp is moving: rebuild every tick
 	active   atomic.Int64 // requests in flight, for the retry budget
 	retrying atomic.Int64 // retries in flight
 	tel      *telemetry.Counter
@@ -203,7 +220,13 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 	if id := policyIdentity(sc); s.bal == nil || id != s.policyID {
 		s.bal = factory()
 		s.policyID = id
+		// A directive survives a reload (or a policy change) when the
+		// policy takes directives.
+		if nd, ok := s.bal.(balance.Directed); ok && s.directive != nil {
+			nd.SetDirective(s.directive)
+		}
 	}
+	s.applyAdmission(sc.Admission)
 	if sc.Affinity.Type == "hash" {
 		s.ringBal = balance.NewRingHash(balance.RingHashOptions{Epsilon: sc.Affinity.Hash.Epsilon, VirtualNodes: sc.Affinity.Hash.VirtualNodes})
 	} else {
@@ -257,14 +280,99 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 		s.prober = newProber(s, sc.Health.Active)
 		s.prober.start()
 	}
+	oldProbe := s.probe
+	s.probe = nil
+	if pr, ok := s.bal.(balance.Prober); ok {
+		s.probe = newProbeDriver(s, pr)
+		s.probe.start()
+	}
 	s.mu.Unlock()
-	// The old prober's goroutines may be waiting for s.mu to rebuild, so
-	// stop it only after releasing the lock.
+	// The old probers' goroutines may be waiting for s.mu to rebuild, so
+	// stop them only after releasing the lock.
 	if old != nil {
 		old.stop()
 	}
+	if oldProbe != nil {
+		oldProbe.stop()
+	}
 	s.mu.Lock()
 	return nil
+}
+
+// applyAdmission installs, keeps or removes the concurrency limiter. A
+// changed configuration gets a new limiter seeded with the old limit, so a
+// reload does not forget what was learned.
+func (s *service) applyAdmission(ac *config.Admission) {
+	cur := s.limiter.Load()
+	if ac == nil {
+		s.limiter.Store(nil)
+		s.admCfg = nil
+		return
+	}
+	if cur != nil && s.admCfg != nil && *s.admCfg == *ac {
+		return
+	}
+	l := admission.New(ac.LimiterConfig())
+	if cur != nil {
+		l.Seed(cur.Limit())
+	}
+	c := *ac
+	s.admCfg = &c
+	s.limiter.Store(l)
+}
+
+// SetDirective applies a directive to the service: weights and ramps go to
+// a policy that takes directives, admission bounds to the limiter. It
+// returns an error (and changes nothing) when the directive does not fit.
+func (s *service) setDirective(d *balance.Directive, clear bool, adm *AdmissionDirective) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Check everything first: a directive is applied whole or not at all.
+	dir, directed := s.bal.(balance.Directed)
+	if (d != nil || clear) && !directed {
+		return fmt.Errorf("service %s uses policy %s, which does not take weights; use policy weighted", s.name, s.cfg.Policy.Name)
+	}
+	if d != nil && !clear {
+		if err := d.Validate(); err != nil {
+			return err
+		}
+	}
+	l := s.limiter.Load()
+	if adm != nil {
+		if l == nil {
+			return fmt.Errorf("service %s has no admission control; add `admission: {}` to its configuration", s.name)
+		}
+		if adm.Min < 0 || adm.Max < 0 || adm.Seed < 0 || (adm.Max > 0 && adm.Min > adm.Max) {
+			return fmt.Errorf("admission: want 0 <= min <= max and seed >= 0, got min %d max %d seed %d", adm.Min, adm.Max, adm.Seed)
+		}
+	}
+	switch {
+	case clear:
+		dir.SetDirective(nil)
+		s.directive = nil
+	case d != nil:
+		if err := dir.SetDirective(d); err != nil {
+			return err
+		}
+		s.directive = d
+	}
+	if adm != nil {
+		if err := l.SetBounds(adm.Min, adm.Max); err != nil {
+			return err
+		}
+		if adm.Seed > 0 {
+			l.Seed(float64(adm.Seed))
+		}
+	}
+	s.rebuildLocked(s.px.clock.Now())
+	return nil
+}
+
+// AdmissionDirective bounds or seeds a service's concurrency limit.
+type AdmissionDirective struct {
+	Min  int `json:"min,omitempty"`
+	Max  int `json:"max,omitempty"`
+	Seed int `json:"seed,omitempty"`
 }
 
 // affinitySecret loads the cookie HMAC key, or makes a per-process one.
@@ -292,6 +400,10 @@ func (s *service) rebuild() {
 
 func (s *service) rebuildLocked(now time.Time) {
 	eligible, panicking := s.pool.Eligible(now)
+	s.ramping = false
+	if d, ok := s.bal.(balance.Directed); ok {
+		eligible, s.ramping = d.Apply(eligible, now)
+	}
 	snap := &snapshot{
 		picker: s.bal.Update(eligible),
 		eps:    make([]*endpoint, len(eligible)),
@@ -333,7 +445,11 @@ func (s *service) rebuildLocked(now time.Time) {
 // tick advances health timers and rebuilds when weights or eligibility
 // changed.
 func (s *service) tick(now time.Time) {
-	if s.pool.Tick(now) {
+	changed := s.pool.Tick(now)
+	s.mu.Lock()
+	ramping := s.ramping
+	s.mu.Unlock()
+	if changed || ramping {
 		s.rebuild()
 	}
 }
@@ -355,11 +471,14 @@ func (s *service) closeIdle(now time.Time) {
 // (in-flight requests finish; their connections close instead of pooling).
 func (s *service) stop() {
 	s.mu.Lock()
-	pr := s.prober
-	s.prober = nil
+	pr, pd := s.prober, s.probe
+	s.prober, s.probe = nil, nil
 	s.mu.Unlock()
 	if pr != nil {
 		pr.stop()
+	}
+	if pd != nil {
+		pd.stop()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -413,6 +532,10 @@ func (s *service) status(now time.Time) ServiceStatus {
 		st.Affinity = "none"
 	}
 	st.PolicyState = s.bal.Describe()
+	if l := s.limiter.Load(); l != nil {
+		snap := l.Snapshot()
+		st.Admission = &snap
+	}
 	for _, m := range members {
 		ep := s.eps[m.ID]
 		es := EndpointStatus{MemberStatus: m}
@@ -427,15 +550,16 @@ func (s *service) status(now time.Time) ServiceStatus {
 
 // ServiceStatus is one service in GET /status.
 type ServiceStatus struct {
-	Name        string           `json:"name"`
-	Priority    string           `json:"priority"`
-	Policy      string           `json:"policy"`
-	PolicyState any              `json:"policy_state,omitempty"`
-	Affinity    string           `json:"affinity"`
-	Panic       bool             `json:"panic"`
-	InFlight    int64            `json:"in_flight"`
-	Retrying    int64            `json:"retrying"`
-	Endpoints   []EndpointStatus `json:"endpoints"`
+	Name        string              `json:"name"`
+	Priority    string              `json:"priority"`
+	Policy      string              `json:"policy"`
+	PolicyState any                 `json:"policy_state,omitempty"`
+	Admission   *admission.Snapshot `json:"admission,omitempty"`
+	Affinity    string              `json:"affinity"`
+	Panic       bool                `json:"panic"`
+	InFlight    int64               `json:"in_flight"`
+	Retrying    int64               `json:"retrying"`
+	Endpoints   []EndpointStatus    `json:"endpoints"`
 }
 
 // EndpointStatus is one endpoint in GET /status.

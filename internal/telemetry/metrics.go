@@ -41,6 +41,10 @@ const (
 	ConfigInfo             = "lbsys_config_info"
 	BytesReceivedTotal     = "lbsys_request_bytes_total"
 	BytesSentTotal         = "lbsys_response_bytes_total"
+	AdmissionLimit         = "lbsys_admission_limit"
+	AdmissionInFlight      = "lbsys_admission_in_flight"
+	AdmissionRejected      = "lbsys_admission_rejected_total"
+	LabelPriority          = "priority"
 )
 
 // DurationBuckets suit an e-commerce API: 1 ms to 10 s.
