@@ -1,0 +1,224 @@
+package shop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/proxy"
+)
+
+// testLogger is silent unless -v.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// testConfig is a fast default: no service time, no warm-up.
+func testConfig(t testing.TB, service string, instances int) Config {
+	cfg := DefaultConfig()
+	cfg.Service = service
+	cfg.Addrs = make([]string, instances)
+	for i := range cfg.Addrs {
+		cfg.Addrs[i] = "127.0.0.1:0"
+	}
+	cfg.Latency = 0
+	cfg.Warmup = 0
+	cfg.Logger = testLogger(t)
+	return cfg
+}
+
+func startGroup(t testing.TB, cfg Config) *Group {
+	t.Helper()
+	g, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.Service, err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+var testClient = &http.Client{
+	Timeout:   20 * time.Second,
+	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 128},
+}
+
+type resp struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (r resp) json(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.body), v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+}
+
+// send makes one request; err is a transport error.
+func send(client *http.Client, method, url, body string, hdr map[string]string) (resp, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return resp{}, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	r, err := client.Do(req)
+	if err != nil {
+		return resp{}, err
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return resp{}, err
+	}
+	return resp{status: r.StatusCode, body: string(b), header: r.Header}, nil
+}
+
+func do(t testing.TB, method, url, body string, hdr map[string]string) resp {
+	t.Helper()
+	r, err := send(testClient, method, url, body, hdr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's: it reports a transport
+// error with Errorf and returns a zero resp.
+func try(t testing.TB, method, url, body string, hdr map[string]string) resp {
+	r, err := send(testClient, method, url, body, hdr)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+// eventually polls cond until it holds or the timeout passes: used where
+// the event is a state change visible only by asking.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stats(t testing.TB, g *Group, i int) Stats {
+	t.Helper()
+	st, err := g.Stats(context.Background(), i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// freeAddr reserves a loopback port by listening and closing; used for the
+// proxy, whose address checkout must know before the proxy starts.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// stack is the whole shop behind a real lbsys proxy.
+type stack struct {
+	proxyURL string
+	groups   map[string]*Group
+	px       *proxy.Proxy
+}
+
+type stackOptions struct {
+	instances map[string]int // per service; default 2
+	tune      func(*Config)  // applied to every service's config
+	dataPath  string         // SQLite file shared by all services; "" = memory
+	retries   string         // the services' retries block
+}
+
+func startStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	proxyAddr := freeAddr(t)
+	st := &stack{proxyURL: "http://" + proxyAddr, groups: map[string]*Group{}}
+	var svcYAML strings.Builder
+	for _, name := range Services {
+		n := o.instances[name]
+		if n == 0 {
+			n = 2
+		}
+		cfg := testConfig(t, name, n)
+		cfg.Upstream = st.proxyURL
+		cfg.DataPath = o.dataPath
+		if o.tune != nil {
+			o.tune(&cfg)
+		}
+		g := startGroup(t, cfg)
+		st.groups[name] = g
+		fmt.Fprintf(&svcYAML, "  - name: %s\n    endpoints: [", name)
+		for i, a := range g.Addrs() {
+			if i > 0 {
+				svcYAML.WriteString(", ")
+			}
+			fmt.Fprintf(&svcYAML, "{address: %q}", a)
+		}
+		svcYAML.WriteString("]\n")
+		if o.retries != "" {
+			fmt.Fprintf(&svcYAML, "    retries: %s\n", o.retries)
+		}
+	}
+	yaml := fmt.Sprintf(`admin: {listen: 127.0.0.1:0}
+listeners:
+  - name: main
+    listen: %s
+    routes:
+      - {match: {path_prefix: /catalog}, service: catalog}
+      - {match: {path_prefix: /inventory}, service: inventory}
+      - {match: {path_prefix: /cart}, service: cart}
+      - {match: {path_prefix: /checkout}, service: checkout}
+      - {match: {path_prefix: /payment}, service: payment}
+services:
+%s`, proxyAddr, svcYAML.String())
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("proxy config: %v\n%s", err, yaml)
+	}
+	px, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), TickInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := px.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	st.px = px
+	return st
+}
