@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -100,6 +101,9 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 }
 
 func newLogger(level string) (*slog.Logger, error) {
+	if level == "off" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil)), nil
+	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
