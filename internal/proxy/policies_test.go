@@ -118,7 +118,10 @@ services:
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); do(t, "POST", px.url+"/checkout", "x", map[string]string{"Idempotency-Key": fmt.Sprint(i)}) }()
+		go func() {
+			defer wg.Done()
+			do(t, "POST", px.url+"/checkout", "x", map[string]string{"Idempotency-Key": fmt.Sprint(i)})
+		}()
 	}
 	eventually(t, 5*time.Second, "3 requests at the backend", func() bool { return started.Load() == 3 })
 	s, _, h := do(t, "GET", px.url+"/browse", "", nil)

@@ -602,3 +602,9 @@ func nodeString(n *yaml.Node) string {
 
 // DrainTimeout is the configured drain deadline.
 func (px *Proxy) DrainTimeout() time.Duration { return px.gen.Load().cfg.Server.DrainTimeout }
+
+// Telemetry returns the per-second records kept in memory since t, for one
+// service or all ("").
+func (px *Proxy) Telemetry(since time.Time, service string) []telemetry.Record {
+	return px.ring.Since(since, service)
+}
