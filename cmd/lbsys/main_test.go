@@ -182,17 +182,23 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.body != "done /slow" {
 		t.Fatalf("in-flight request: status %d body %q err %v", r.status, r.body, r.err)
 	}
+	p.waitExit(t, 10*time.Second)
+	if !strings.Contains(p.stderr.String(), "drained") {
+		t.Errorf("no drain message in output")
+	}
+}
+
+// waitExit waits for the process to exit 0 within timeout.
+func (p *proc) waitExit(t *testing.T, timeout time.Duration) {
+	t.Helper()
 	select {
 	case err := <-p.done:
-		p.done <- err
+		p.done <- err // for the cleanup's wait
 		if err != nil {
 			t.Fatalf("exit: %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("lbsys did not exit after draining")
-	}
-	if !strings.Contains(p.stderr.String(), "drained") {
-		t.Errorf("no drain message in output")
+	case <-time.After(timeout):
+		t.Fatalf("lbsys did not exit within %v", timeout)
 	}
 }
 

@@ -155,15 +155,7 @@ func TestShopBinary(t *testing.T) {
 	if r := <-res; r.err != nil || r.status != 200 {
 		t.Errorf("in-flight request during drain: %d %v", r.status, r.err)
 	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Errorf("exit: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("lbsys shop did not exit after SIGTERM")
-	}
+	p.waitExit(t, 15*time.Second)
 	if !strings.Contains(p.stderr.String(), "drained") {
 		t.Errorf("no drain message:\n%s", p.stderr.String())
 	}

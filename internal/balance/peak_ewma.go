@@ -48,16 +48,23 @@ func init() {
 		Name: "peak_ewma",
 		Doc:  "power of two choices on Finagle's peak-EWMA latency × (pending+1) (decay, choice_count, error_penalty)",
 		New: func(decode func(any) error) (func() Balancer, error) {
-			var o PeakEWMAOptions
-			if err := decodeInto(decode, &o); err != nil {
-				return nil, err
-			}
-			if err := o.Validate(); err != nil {
+			o, err := peakEWMAOptions(decode)
+			if err != nil {
 				return nil, err
 			}
 			return func() Balancer { return NewPeakEWMA(o) }, nil
 		},
 	})
+}
+
+// peakEWMAOptions decodes and validates options shared by peak_ewma and
+// weighted.
+func peakEWMAOptions(decode func(any) error) (PeakEWMAOptions, error) {
+	var o PeakEWMAOptions
+	if err := decodeInto(decode, &o); err != nil {
+		return o, err
+	}
+	return o, o.Validate()
 }
 
 // NewPeakEWMA returns a peak-EWMA balancer (also the fallback of weighted).

@@ -79,11 +79,8 @@ func init() {
 		Name: "weighted",
 		Doc:  "weights and ramps from directives (forecast-driven), P2C on peak-EWMA underneath; plain peak_ewma without a directive",
 		New: func(decode func(any) error) (func() Balancer, error) {
-			var o PeakEWMAOptions
-			if err := decodeInto(decode, &o); err != nil {
-				return nil, err
-			}
-			if err := o.Validate(); err != nil {
+			o, err := peakEWMAOptions(decode)
+			if err != nil {
 				return nil, err
 			}
 			return func() Balancer { return &weighted{inner: NewPeakEWMA(o).(*peakEWMA)} }, nil
