@@ -1,0 +1,23 @@
+// Package pipeline is lbsys's forecasting pipeline in the shape of TFX
+// (Baylor et al. 2017, "TFX: A TensorFlow-Based Production-Scale Machine
+// Learning Platform"): components with typed input and output artifacts,
+// a runner that stores every artifact under a data directory by the hash
+// of its content, records the lineage (run, inputs, outputs, parameters,
+// metrics) in a Metadata store, and skips a component whose code version,
+// parameters and input contents did not change.
+//
+// The standard components (Standard) are
+//
+//	ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform
+//	→ Tuner → Trainer → Evaluator → Pusher
+//
+// with two resolvers reading the metadata: the schema in use (so drift is
+// measured against what the models were built for) and the model serving
+// each series (the bar a candidate must clear). The models are
+// internal/forecast's. A model is pushed for a series only when it beats
+// the seasonal-naive forecast and the model serving the series now.
+//
+// Metadata is an interface: MemoryMetadata and FileMetadata now, the
+// embedded store (issue #6) next; Source likewise (CSVSource and
+// SeriesSource now, store windows next).
+package pipeline
