@@ -27,6 +27,7 @@ func newProxyCmd() *cobra.Command {
 		stubs      bool
 		cpuProfile string
 		gcPercent  int
+		coord      string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --config lbsys.yaml",
@@ -87,7 +88,11 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 				defer b.Close()
 				log.Info("stub backends started", "count", len(addrs))
 			}
-			return runProxy(cmd.Context(), cfg, configPath, log)
+			var coordURLs []string
+			if coord != "" {
+				coordURLs = strings.Split(coord, ",")
+			}
+			return runProxy(cmd.Context(), cfg, configPath, log, coordURLs)
 		},
 	}
 	f := cmd.Flags()
@@ -96,6 +101,7 @@ accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
 	f.BoolVar(&checkOnly, "check", false, "validate the configuration and exit (0 valid, 2 invalid)")
 	f.IntVar(&gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC) unless GOGC is set in the environment; higher uses more memory and less CPU")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the proxy exits (for performance work)")
+	f.StringVar(&coord, "coordinator", "", "Gaia coordinator URL(s), comma-separated, to take directives from (overrides coordinator.urls; token from coordinator.token_file or LBSYS_COORDINATOR_TOKEN)")
 	f.BoolVar(&stubs, "stub-backends", false, "also start a tiny built-in HTTP backend on every endpoint address of the config (loopback only), to try the proxy without real services")
 	return cmd
 }
@@ -111,7 +117,7 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Logger) error {
+func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Logger, coordinator []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -119,7 +125,15 @@ func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Lo
 	if err != nil {
 		return usageError{err}
 	}
+	// The agent applies the persisted directive before it returns (so the
+	// first request already sees it), then watches the coordinator in the
+	// background.
+	if err := px.StartAgent(coordinator); err != nil {
+		px.Close()
+		return usageError{err}
+	}
 	if err := px.Start(); err != nil {
+		px.Close()
 		return err
 	}
 	var addrs []string

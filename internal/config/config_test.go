@@ -40,7 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"syntax error", base + "  - name: [\n", []string{"line 10: invalid YAML: did not find expected node content"}},
 		{"top level is a list", "- a\n", []string{"line 1: the top level must be a mapping with `listeners:` and `services:`, got a list"}},
 		{"unknown top-level field", "listner: []\n" + base,
-			[]string{"line 1: listner: unknown field: did you mean `listeners`? allowed fields here: admin, listeners, server, services, telemetry"}},
+			[]string{"line 1: listner: unknown field: did you mean `listeners`? allowed fields here: admin, coordinator, listeners, server, services, telemetry"}},
 		{"unknown field with suggestion", base + "        wieght: 2\n",
 			[]string{"line 10: services[web].endpoints[0].wieght: unknown field: did you mean `weight`? allowed fields here: address, weight"}},
 		{"unknown field without suggestion", base + "    colour: blue\n",

@@ -71,6 +71,7 @@ func (ch *checker) applyDefaults(c *Config) {
 	}
 
 	ch.defInt(&c.Telemetry.RingSeconds, "telemetry.ring_seconds", defaultRingSeconds, false)
+	ch.coordinatorDefaults(&c.Coordinator)
 }
 
 func (ch *checker) serviceDefaults(s *Service, p string) {

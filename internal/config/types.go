@@ -29,6 +29,9 @@ type Config struct {
 	// Telemetry configures the per-second records the proxy aggregates for the
 	// rest of the system (ingestion, forecasting).
 	Telemetry Telemetry `yaml:"telemetry"`
+	// Coordinator connects the proxy to Gaia, which streams directives.
+	// Absent: no coordinator (POST /directive still works).
+	Coordinator Coordinator `yaml:"coordinator"`
 
 	// version is set by Parse; see Version.
 	version string
@@ -360,4 +363,31 @@ type Telemetry struct {
 	RingSeconds int `yaml:"ring_seconds"`
 	// JSONLPath, when set, appends every record as one JSON line to this file.
 	JSONLPath string `yaml:"jsonl_path"`
+}
+
+// Coordinator is the proxy's connection to the Gaia coordinator. The agent
+// watches the leader for directives on its own goroutine, applies each
+// whole or NACKs it, and keeps the last good one on disk; requests never
+// wait on the coordinator. Changing this block needs a restart.
+type Coordinator struct {
+	// URLs of coordinator members (any of them: the agent follows the
+	// leader), e.g. [http://10.0.0.1:7101, http://10.0.0.2:7101]. Empty:
+	// no coordinator. The --coordinator flag overrides it.
+	URLs []string `yaml:"urls"`
+	// TokenFile is a file whose first line is a bearer token with the
+	// agent role. Takes precedence over TokenEnv.
+	TokenFile string `yaml:"token_file"`
+	// TokenEnv names an environment variable holding the token. Default
+	// LBSYS_COORDINATOR_TOKEN.
+	TokenEnv string `yaml:"token_env"`
+	// ProxyID names this proxy in the fleet (canary choice, ACK records).
+	// Default: the host name and the admin port, e.g. web-1-9901.
+	ProxyID string `yaml:"proxy_id"`
+	// StateFile keeps the last good directive, so a proxy restarted while
+	// no coordinator is reachable starts from it. Default:
+	// lbsys-directive-<proxy_id>.json next to the configuration file.
+	StateFile string `yaml:"state_file"`
+	// Wait is how long one long poll may be held by the coordinator.
+	// Default 20s; 1s..5m.
+	Wait time.Duration `yaml:"wait"`
 }

@@ -188,6 +188,7 @@ func (ch *checker) validate(c *Config) {
 	if c.Telemetry.RingSeconds < 1 {
 		ch.errf("telemetry.ring_seconds", "must be at least 1, got %d", c.Telemetry.RingSeconds)
 	}
+	ch.validateCoordinator(&c.Coordinator)
 }
 
 var serviceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)

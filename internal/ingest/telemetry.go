@@ -177,6 +177,10 @@ type TelemetryAdminOptions struct {
 // kept in the store, so a restarted importer continues where it stopped;
 // reading a second twice changes nothing either way.
 func ImportTelemetryAdmin(ctx context.Context, run *Run, o TelemetryAdminOptions) error {
+	return canceledWins(ctx, importTelemetryAdmin(ctx, run, o))
+}
+
+func importTelemetryAdmin(ctx context.Context, run *Run, o TelemetryAdminOptions) error {
 	base, err := url.Parse(strings.TrimRight(o.URL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return fmt.Errorf("telemetry: --admin %q: want a URL such as http://127.0.0.1:9901", o.URL)
@@ -328,6 +332,21 @@ type TelemetryFileOptions struct {
 // where it stopped; only whole lines are read, so a line the proxy is
 // still writing waits for its newline.
 func ImportTelemetryFile(ctx context.Context, run *Run, o TelemetryFileOptions) error {
+	return canceledWins(ctx, importTelemetryFile(ctx, run, o))
+}
+
+// canceledWins reports a stop by the caller as such: when ctx ends during a
+// write, database/sql rolls the transaction back and the write fails with
+// "transaction has already been committed or rolled back", which would hide
+// that the caller asked to stop (and mark the run failed, not interrupted).
+func canceledWins(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+func importTelemetryFile(ctx context.Context, run *Run, o TelemetryFileOptions) error {
 	abs, err := filepath.Abs(o.Path)
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@ type Status struct {
 	Draining      bool            `json:"draining"`
 	Listeners     []ListenerInfo  `json:"listeners"`
 	Services      []ServiceStatus `json:"services"`
+	// Coordinator is the directive agent's state (absent without one).
+	Coordinator *CoordinatorStatus `json:"coordinator,omitempty"`
 }
 
 // ListenerInfo describes one listener and its routes.
@@ -60,6 +62,7 @@ func (px *Proxy) Status() Status {
 	for _, n := range names {
 		st.Services = append(st.Services, g.services[n].status(now))
 	}
+	st.Coordinator = px.coordinatorStatus()
 	return st
 }
 
