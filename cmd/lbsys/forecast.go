@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata" // TZID in calendars
@@ -378,6 +379,7 @@ func evalMarkdown(out *evalOutput) string {
 // progress prints one line per component and a trial counter while the
 // Tuner runs (rewritten in place on a terminal).
 type progress struct {
+	mu     sync.Mutex // the two tuning searches report trials concurrently
 	w      io.Writer
 	quiet  bool
 	tty    bool
@@ -407,6 +409,8 @@ func (p *progress) event(e pipeline.Event) {
 	if p.quiet {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.total = e.Total
 	switch e.State {
 	case "start":
@@ -426,7 +430,9 @@ func (p *progress) trial(t forecast.Trial) {
 	if p.quiet {
 		return
 	}
-	p.n++ // called from two goroutines; a lost update only blurs the counter
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
 	n := p.n
 	line := fmt.Sprintf("        %s trial %d/%d (%s #%d: validation MASE %.3f)", bar(float64(n)/float64(max(p.trials, 1)), 20), n, p.trials, t.Model, t.Number, t.Value)
 	if p.tty {
@@ -437,6 +443,8 @@ func (p *progress) trial(t forecast.Trial) {
 }
 
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if !p.quiet && p.tty && p.n > 0 {
 		fmt.Fprintln(p.w)
 	}

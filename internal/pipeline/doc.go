@@ -17,7 +17,10 @@
 // internal/forecast's. A model is pushed for a series only when it beats
 // the seasonal-naive forecast and the model serving the series now.
 //
-// Metadata is an interface: MemoryMetadata and FileMetadata now, the
-// embedded store (issue #6) next; Source likewise (CSVSource and
-// SeriesSource now, store windows next).
+// Metadata is an interface: MemoryMetadata and FileMetadata, and
+// StoreMetadata in the embedded store (internal/store), which also links
+// artifacts to the stored data they were read from. Source likewise:
+// CSVSource and SeriesSource, and StoreSource (windows of the store's
+// series with CMDB coupling, ITIL and calendar inputs); StoreSink writes
+// pushed forecasts back into the store as series.
 package pipeline

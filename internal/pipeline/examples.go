@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -24,6 +26,14 @@ type RawSeries struct {
 	V    forecast.Values `json:"v"` // NaN: the row had no value
 	// Exo are the series' exogenous inputs, already on a grid.
 	Exo *forecast.Exogenous `json:"exo,omitempty"`
+	// Events are calendar events that concern this series only (a
+	// calendar entry scoped to its service); Examples.Events concern
+	// every series.
+	Events []forecast.Event `json:"events,omitempty"`
+	// Refs name the stored data the series and its inputs were read from
+	// (the store's lineage ends: "series:42", "tickets:incident",
+	// "events:marketing"); empty for files and memory.
+	Refs []string `json:"refs,omitempty"`
 }
 
 // Examples are the raw windows of every series (TFX's Examples
@@ -42,9 +52,19 @@ func (e *Examples) Properties() map[string]string {
 	return map[string]string{"source": e.Source, "series": strconv.Itoa(len(e.Series))}
 }
 
-// Source supplies examples. CSVSource and SeriesSource serve files and
-// memory now; the store of issue #6 will serve windows of its time series
-// (with CMDB, ITIL and calendar inputs) through the same interface.
+// DataRefs implements DataSourced: the stored data of every series.
+func (e *Examples) DataRefs() []string {
+	var out []string
+	for _, s := range e.Series {
+		out = append(out, s.Refs...)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// Source supplies examples: CSVSource and SeriesSource serve files and
+// memory, StoreSource windows of the embedded store's time series with
+// their CMDB, ITIL and calendar inputs.
 type Source interface {
 	Examples(ctx context.Context) (*Examples, error)
 }

@@ -15,8 +15,8 @@ import (
 // Metadata records what the pipeline did, after ML Metadata (the store
 // behind TFX): runs, artifacts, executions with their inputs, outputs,
 // parameters and metrics (the lineage), and which model serves each
-// series. MemoryMetadata and FileMetadata implement it now; the store of
-// issue #6 implements it next, behind the same interface.
+// series. MemoryMetadata, FileMetadata and StoreMetadata (the embedded
+// store) implement it.
 type Metadata interface {
 	// PutRun creates or updates a run.
 	PutRun(ctx context.Context, r *Run) error
@@ -266,7 +266,7 @@ func sortedIDs(m map[string]int64) []int64 {
 
 // FileMetadata is a MemoryMetadata persisted to one JSON file, rewritten
 // atomically after every change: enough for a single pipeline process
-// until the store (issue #6) takes over.
+// without the store (StoreMetadata).
 type FileMetadata struct {
 	*MemoryMetadata
 	Path string

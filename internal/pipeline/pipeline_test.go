@@ -434,3 +434,31 @@ func TestRunnerContract(t *testing.T) {
 		t.Errorf("lineage of run 1: %+v", execs)
 	}
 }
+
+// failingSink refuses every delivery.
+type failingSink struct{ calls int }
+
+func (f *failingSink) Deliver(context.Context, Delivery) error {
+	f.calls++
+	return errors.New("coordinator unreachable")
+}
+
+func TestFailedDeliveryPushesNothing(t *testing.T) {
+	inputs := synthSeries(2, 12, 15*time.Minute, 1)
+	md := NewMemoryMetadata()
+	r := newRunner(t, md, "")
+	cfg := smallConfig(&SeriesSource{Name: "synthetic", Inputs: inputs})
+	sink := &failingSink{}
+	cfg.Sink = sink
+	if _, err := r.Run(context.Background(), "run-1", Standard(cfg, r.Store, md)); err == nil || !strings.Contains(err.Error(), "coordinator unreachable") {
+		t.Fatalf("run err %v, want the sink's error", err)
+	}
+	if sink.calls != 1 {
+		t.Fatalf("sink called %d times", sink.calls)
+	}
+	for _, in := range inputs {
+		if p, _ := md.LatestPushed(context.Background(), in.Series.Name); p != nil {
+			t.Fatalf("%s recorded as pushed although its delivery failed", in.Series.Name)
+		}
+	}
+}

@@ -29,7 +29,17 @@ func (f *Forecasts) Properties() map[string]string {
 // Sink receives pushed forecasts: the coordinator (issue #8) when one is
 // configured. Without a sink the forecasts stay in the store.
 type Sink interface {
-	Deliver(ctx context.Context, f *Forecasts) error
+	Deliver(ctx context.Context, d Delivery) error
+}
+
+// Delivery is what the Pusher hands a sink: the blessed forecasts and
+// where they come from (the run, the serving model, the forecasts
+// artifact), so the sink can record lineage without reading it back.
+type Delivery struct {
+	RunID       string
+	ModelID     int64
+	ForecastsID int64
+	Forecasts   *Forecasts
 }
 
 // Pusher forecasts every blessed series from its last step and records
@@ -105,17 +115,25 @@ func (p *Pusher) Commit(ctx context.Context, md Metadata, runID string, in Input
 	}
 	model := in["model"]
 	for _, fc := range f.Forecasts {
-		b := bl.Series[fc.Series]
-		if !b.Blessed {
+		if !bl.Series[fc.Series].Blessed {
 			return fmt.Errorf("refusing to push %q: not blessed", fc.Series)
 		}
+	}
+	// Deliver first, record second: a series is "pushed" (and so the
+	// incumbent the next model must beat) only once its forecast really
+	// reached the sink. A failed delivery leaves nothing half-done to
+	// block the next run.
+	if p.Sink != nil && len(f.Forecasts) > 0 {
+		if err := p.Sink.Deliver(ctx, Delivery{RunID: runID, ModelID: model.ID, ForecastsID: fa.ID, Forecasts: f}); err != nil {
+			return fmt.Errorf("delivering forecasts: %w", err)
+		}
+	}
+	for _, fc := range f.Forecasts {
+		b := bl.Series[fc.Series]
 		if err := md.SetPushed(ctx, &Pushed{Series: fc.Series, RunID: runID, ModelID: model.ID, ModelHash: model.Hash,
 			ForecastID: fa.ID, MAE: b.MAE, MASE: b.MASE}); err != nil {
 			return err
 		}
-	}
-	if p.Sink != nil && len(f.Forecasts) > 0 {
-		return p.Sink.Deliver(ctx, f)
 	}
 	return nil
 }

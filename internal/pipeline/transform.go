@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -155,7 +156,11 @@ func (t *Transform) Run(_ context.Context, in Inputs) (Outputs, error) {
 			g.Dropped[r.Name] = fmt.Sprintf("step %v differs from the first series' %v; one model needs one step", s.Step, step)
 			continue
 		}
-		inputs = append(inputs, forecast.Input{Series: s, Events: ex.Events, Exo: r.Exo})
+		events := ex.Events
+		if len(r.Events) > 0 {
+			events = slices.Concat(ex.Events, r.Events)
+		}
+		inputs = append(inputs, forecast.Input{Series: s, Events: events, Exo: r.Exo})
 	}
 	if len(inputs) == 0 {
 		return Outputs{}, fmt.Errorf("no usable series: %s", joinMap(g.Dropped))
