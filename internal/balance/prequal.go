@@ -157,8 +157,8 @@ const probeDebtUnit = 1024
 // pqState is what prequal knows about one endpoint across snapshots.
 type pqState struct {
 	ep      *Endpoint
-	cur     atomic.Pointer[probe] // this endpoint's probe in the pool, if any
-	curSlot atomic.Int32
+	probe   probe                   // this endpoint's one probe record
+	curSlot atomic.Int32            // where probe was last placed in the pool
 	where   atomic.Pointer[pqWhere] // slot in the newest picker
 	errEWMA atomic.Uint64           // float64 bits
 	latEWMA atomic.Uint64           // float64 bits, ns
@@ -186,6 +186,7 @@ func (b *prequal) Update(eps []Weighted) Picker {
 		st := old[w.Endpoint]
 		if st == nil {
 			st = &pqState{ep: w.Endpoint}
+			st.probe.st = st
 		}
 		next[w.Endpoint] = st
 		p.states[i] = st
@@ -278,38 +279,37 @@ func (b *prequal) ObserveProbe(e *Endpoint, rif int64, latency time.Duration, no
 	b.insert(st, rif, float64(latency), now.UnixNano())
 }
 
-// insert records a probe for st, replacing st's previous probe, an empty
-// or expired slot, or the oldest probe, in that order.
+// insert records a probe for st. Each endpoint owns one probe record for
+// its whole life (pqState.probe), so inserting never allocates: the record
+// is refreshed, and placed in the pool if it is not there (in an empty or
+// expired slot, else in place of the oldest probe).
 func (b *prequal) insert(st *pqState, rif int64, lat float64, now int64) {
 	if lat <= 0 {
 		lat = math.Float64frombits(st.latEWMA.Load())
 	}
-	// Refresh the replica's own probe in place when it is still in the
-	// pool: no allocation and no scan for the common case of piggybacked
-	// reports.
-	n := b.opts.PoolSize
-	if pr := st.cur.Load(); pr != nil && b.pool[st.curSlot.Load()].Load() == pr {
-		pr.rif.Store(rif)
-		pr.lat.Store(math.Float64bits(lat))
-		pr.at.Store(now)
-		pr.uses.Store(0)
-		return
-	}
-	pr := &probe{st: st}
+	pr := &st.probe
 	pr.rif.Store(rif)
 	pr.lat.Store(math.Float64bits(lat))
 	pr.at.Store(now)
+	pr.uses.Store(0)
+	// Common case (piggybacked reports): the record is still in its slot.
+	if b.pool[st.curSlot.Load()].Load() == pr {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	n := b.opts.PoolSize
+	for i := 0; i < n; i++ {
+		if b.pool[i].Load() == pr {
+			st.curSlot.Store(int32(i))
+			return
+		}
+	}
 	maxAge := int64(b.opts.MaxAge)
 	victim, oldest := -1, int64(math.MaxInt64)
 	for i := 0; i < n; i++ {
 		cur := b.pool[i].Load()
 		if cur == nil || now-cur.at.Load() > maxAge {
-			victim = i
-			break
-		}
-		if cur.st == st {
 			victim = i
 			break
 		}
@@ -319,7 +319,6 @@ func (b *prequal) insert(st *pqState, rif int64, lat float64, now int64) {
 	}
 	b.pool[victim].Store(pr)
 	st.curSlot.Store(int32(victim))
-	st.cur.Store(pr)
 }
 
 type pqPicker struct {

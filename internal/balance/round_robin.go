@@ -26,9 +26,7 @@ func init() {
 // and picks walk it with one atomic increment: the same interleaving
 // (no endpoint gets a burst of consecutive picks when others have weight),
 // no lock on the pick path.
-type roundRobin struct {
-	start uint64 // rotates the schedule's starting point across rebuilds
-}
+type roundRobin struct{}
 
 // maxSchedule bounds the precomputed period. Weights whose reduced sum
 // exceeds it are scaled down; with at least ~64 slots per endpoint the
@@ -41,23 +39,30 @@ func (b *roundRobin) Update(eps []Weighted) Picker {
 		return p
 	}
 	p.sched = smoothSchedule(eps)
-	b.start += uint64(len(p.sched)) / 3
-	p.next.Store(b.start)
 	return p
 }
 
 func (b *roundRobin) Describe() any { return map[string]any{"policy": "round_robin"} }
 
 type rrPicker struct {
-	eps   []Weighted
-	sched []uint32
-	next  atomic.Uint64
+	eps     []Weighted
+	sched   []uint32
+	next    atomic.Uint64
+	started atomic.Bool
 }
 
 func (p *rrPicker) Pick(info *PickInfo) (Pick, error) {
 	n := uint64(len(p.sched))
 	if n == 0 {
 		return Pick{}, ErrNoEndpoint
+	}
+	// Each picker starts its schedule at a random point (from the caller's
+	// randomness): proxies built at the same moment from the same config
+	// would otherwise all send their first requests to the same endpoint
+	// and stay in lock step (Envoy and grpc-java randomise the start for
+	// the same reason).
+	if !p.started.Load() && p.started.CompareAndSwap(false, true) {
+		p.next.Add(info.Rand.Uint64() % n)
 	}
 	i := p.next.Add(1) - 1
 	// Walk forward past excluded endpoints; a full period without a
