@@ -35,7 +35,7 @@ Every part runs from this one binary as a subcommand.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newProxyCmd(), newVersionCmd(), newLoadCmd(), newShopCmd(), newDemoCmd(), newIngestCmd(), newForecastCmd(), newCoordinatorCmd(), newChangeCmd(), newDirectiveCmd(), newPipelineCmd())
+	root.AddCommand(newProxyCmd(), newVersionCmd(), newLoadCmd(), newShopCmd(), newDemoCmd(), newIngestCmd(), newForecastCmd(), newCoordinatorCmd(), newChangeCmd(), newDirectiveCmd(), newPipelineCmd(), newSimCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
 }
