@@ -293,7 +293,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("admin = %+v", cfg.Admin)
 	}
 	wantServer := Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-		MaxRequestBodyBytes: 10 << 20, DrainTimeout: 30 * time.Second}
+		MaxRequestBodyBytes: 10 << 20, DrainTimeout: 30 * time.Second, Engine: EngineLbsys}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, wantServer)
 	}

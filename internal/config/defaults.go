@@ -55,6 +55,7 @@ func (ch *checker) applyDefaults(c *Config) {
 	ch.defSize(&s.MaxHeaderBytes, "server.max_header_bytes", defaultMaxHeaderBytes, false)
 	ch.defSize(&s.MaxRequestBodyBytes, "server.max_request_body_bytes", defaultMaxRequestBody, false)
 	ch.defDur(&s.DrainTimeout, "server.drain_timeout", 30*time.Second, true)
+	defStr(&s.Engine, EngineLbsys)
 
 	for i := range c.Listeners {
 		l := &c.Listeners[i]

@@ -64,6 +64,13 @@ type Server struct {
 	// MaxRequestBodyBytes bounds request bodies; larger bodies get 413.
 	// Default 10MiB.
 	MaxRequestBodyBytes ByteSize `yaml:"max_request_body_bytes"`
+	// Engine serves plain-HTTP listeners: "lbsys" (default), the proxy's own
+	// HTTP/1.1 server, which parses with net/http's parser but skips its
+	// per-request background read and context (about a third less CPU per
+	// request), or "net_http", Go's net/http.Server. TLS listeners always
+	// use net_http (it brings HTTP/2). timeouts.abort_on_client_close needs
+	// net_http: only it notices a client leaving mid-request.
+	Engine string `yaml:"engine"`
 	// DrainTimeout is how long SIGTERM waits for in-flight requests before
 	// closing connections. Default 30s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`

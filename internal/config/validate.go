@@ -158,6 +158,9 @@ func (ch *checker) validate(c *Config) {
 			}
 		}
 		ch.validateService(s, p)
+		if s.Timeouts.AbortOnClientClose && c.Server.Engine == EngineLbsys {
+			ch.errf(p+".timeouts.abort_on_client_close", "needs `server.engine: net_http`: the default engine does not watch for clients leaving mid-request (that watch is what costs net/http a goroutine per request)")
+		}
 	}
 	slices.Sort(svcNames)
 
@@ -244,6 +247,9 @@ func isLoopbackHost(host string) bool {
 }
 
 func (ch *checker) validateServer(s *Server) {
+	if s.Engine != EngineLbsys && s.Engine != EngineNetHTTP {
+		ch.errf("server.engine", "unknown engine %s: use %s (the proxy's own HTTP/1.1 server) or %s (Go's net/http.Server)", quote(s.Engine), EngineLbsys, EngineNetHTTP)
+	}
 	positiveDur(ch, "server.read_header_timeout", s.ReadHeaderTimeout)
 	positiveDur(ch, "server.idle_timeout", s.IdleTimeout)
 	if s.DrainTimeout < 0 {

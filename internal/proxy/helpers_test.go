@@ -17,6 +17,10 @@ import (
 	"github.com/lbsys/lbsys/internal/config"
 )
 
+// testEngine, when set, overrides server.engine of every proxy the tests
+// start (see TestNetHTTPEngine).
+var testEngine string
+
 // testBackend is a real HTTP server on 127.0.0.1 whose behaviour a test can
 // change while it runs.
 type testBackend struct {
@@ -138,6 +142,9 @@ func startProxy(t testing.TB, yaml string) *testProxy {
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	if testEngine != "" {
+		cfg.Server.Engine = testEngine
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {

@@ -102,7 +102,7 @@ type Proxy struct {
 type listenerServer struct {
 	key  string
 	name string
-	srv  *http.Server
+	srv  httpServer
 	ln   net.Listener
 	cert atomic.Pointer[tls.Certificate]
 	done chan struct{}
@@ -383,23 +383,28 @@ func (px *Proxy) startListener(l config.Listener, g *generation) (*listenerServe
 		return nil, fmt.Errorf("listeners[%s].listen %s: %w", l.Name, l.Listen, err)
 	}
 	ls := &listenerServer{key: l.Listen, name: l.Name, ln: ln, done: make(chan struct{})}
-	ls.srv = &http.Server{
-		Handler:           &listenerHandler{px: px, key: l.Listen},
-		ReadHeaderTimeout: sc.ReadHeaderTimeout,
-		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    int(sc.MaxHeaderBytes),
-		ErrorLog:          px.stdLog,
-	}
+	handler := &listenerHandler{px: px, key: l.Listen}
+	engine := sc.Engine
 	if c := g.certs[l.Listen]; c != nil {
+		// TLS (and HTTP/2 through ALPN) is net/http's.
+		engine = config.EngineNetHTTP
 		ls.cert.Store(c)
-		ls.srv.TLSConfig = &tls.Config{
+		tc := &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return ls.cert.Load(), nil
 			},
 			NextProtos: []string{"h2", "http/1.1"},
 		}
-		ln = tls.NewListener(ln, ls.srv.TLSConfig)
+		ls.srv = &http.Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
+			MaxHeaderBytes: int(sc.MaxHeaderBytes), ErrorLog: px.stdLog, TLSConfig: tc}
+		ln = tls.NewListener(ln, tc)
+	} else if engine == config.EngineNetHTTP {
+		ls.srv = &http.Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
+			MaxHeaderBytes: int(sc.MaxHeaderBytes), ErrorLog: px.stdLog}
+	} else {
+		ls.srv = &h1Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
+			MaxHeaderBytes: int(sc.MaxHeaderBytes), ErrorLog: px.stdLog}
 	}
 	px.wg.Add(1)
 	go func() {
@@ -409,8 +414,16 @@ func (px *Proxy) startListener(l config.Listener, g *generation) (*listenerServe
 			px.log.Error("listener stopped", "listener", l.Name, "err", err)
 		}
 	}()
-	px.log.Info("listening", "listener", l.Name, "addr", ln.Addr().String(), "tls", l.TLS != nil)
+	px.log.Info("listening", "listener", l.Name, "addr", ln.Addr().String(), "tls", l.TLS != nil, "engine", engine)
 	return ls, nil
+}
+
+// httpServer is what a listener needs of its server: net/http.Server or
+// the proxy's own h1Server.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // Addr returns the bound address of the listener configured with listen

@@ -907,6 +907,7 @@ func TestAbortOnClientClose(t *testing.T) {
 				}
 			}))
 			px := startProxy(t, renderConfig(t, baseConfig+fmt.Sprintf(`
+server: {engine: net_http}
 services:
   - name: app
     endpoints: [{address: "{{.B0}}"}]
