@@ -25,7 +25,9 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/lbsys/lbsys/internal/forecast"
+	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/pipeline"
+	"github.com/lbsys/lbsys/internal/planner"
 )
 
 func newPipelineCmd() *cobra.Command {
@@ -49,6 +51,11 @@ type pipelineFlags struct {
 	gbdtTrials, lstmTrials                                                           int
 	minGain                                                                          float64
 	endpoints, noLSTM, quiet                                                         bool
+	// The directive planner and the coordinator (#8).
+	coordinator, tokenFile, loadUnit string
+	observe                          time.Duration
+	targetUtil                       float64
+	dryRun                           bool
 	// options, when set, adjusts the forecaster's options last (tests
 	// make training cheap, or deliberately poor, with it).
 	options func(*forecast.Options)
@@ -87,13 +94,29 @@ the series (service, endpoint, METRIC_forecast_H) with the point forecast and
 METRIC_forecast_H_upper with the upper band, and a "Forecast" artifact (point,
 upper band, top drivers) linked to the series it was made from.
 
+With --coordinator, the pushed forecasts also become a directive proposed to
+the Gaia coordinator: per forecast service, admission seed and floor from
+Little's law (upper-band peak rps × the observed p50 latency, with headroom),
+a replica recommendation (upper-band peak ÷ the per-replica throughput the
+endpoints demonstrated in the last --observe of telemetry, at
+--target-utilisation), endpoint weights proportional to that throughput when
+every endpoint has enough data, and why (run, model, forecast, drivers,
+expected effect). It is proposed as a standard change (auto-approved inside
+the coordinator's policy); outside the policy (a weight moving more than it
+allows) it is proposed again as a normal change for an approver. An
+unreachable coordinator fails the run and nothing is recorded as pushed.
+--dry-run prints the planned directive instead, proposes nothing, writes no
+forecasts and records nothing as pushed.
+
 Exit codes: 0 the run succeeded (also when nothing was good enough to push),
 1 the run failed, 2 bad usage or nothing to forecast.
 
 Examples:
   lbsys pipeline run --store lbsys.db
   lbsys pipeline run --store lbsys.db --services cart,checkout --horizons 15m,1h --budget 30s --report out/
-  lbsys pipeline run --store nasa.db --until 1995-07-28T00:00:00Z --window 14d --format json`,
+  lbsys pipeline run --store nasa.db --until 1995-07-28T00:00:00Z --window 14d --format json
+  lbsys pipeline run --store lbsys.db --coordinator http://127.0.0.1:7101 --token-file pipeline.token
+  lbsys pipeline run --store lbsys.db --dry-run [--coordinator http://127.0.0.1:7101]`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPipeline(cmd, *f)
@@ -123,6 +146,13 @@ Examples:
 	fl.StringVar(&f.report, "report", "", "write report.md, run.json, lineage.json and a PNG per pushed series here")
 	fl.StringVar(&f.format, "format", "text", "output format: text or json")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
+	fl.StringVar(&f.coordinator, "coordinator", "", "propose the planned directive to this Gaia coordinator (URL[,URL]; any member)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file whose first line is the coordinator token, with the proposer role (default: $LBSYS_TOKEN, then $LBSYS_COORDINATOR_TOKEN)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the planned directive; propose nothing, write no forecasts, record nothing as pushed")
+	fl.DurationVar(&f.observe, "observe", pipeline.DefaultObserve, "telemetry the planner reads, back from its newest point")
+	fl.Float64Var(&f.targetUtil, "target-utilisation", planner.DefaultTargetUtilisation,
+		"share of each replica's demonstrated throughput the replica recommendation plans for at the upper-band peak (0 < u <= 1)")
+	fl.StringVar(&f.loadUnit, "load-unit", pipeline.UnitAuto, "what the forecast metric's values are: auto (by the series' source), rps, or per-sample (requests per native sample)")
 	return cmd
 }
 
@@ -143,6 +173,11 @@ type pipelineOutput struct {
 	Anomalies  []pipeline.Anomaly `json:"anomalies,omitempty"`
 	Notes      []string           `json:"notes,omitempty"`
 	Seconds    float64            `json:"seconds"`
+	// DryRun: nothing was written, pushed or proposed.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Directive is what the directive planner did (with --coordinator or
+	// --dry-run, when forecasts were pushed).
+	Directive *pipeline.DirectiveResult `json:"directive,omitempty"`
 }
 
 type seriesOutput struct {
@@ -222,6 +257,21 @@ func runPipeline(cmd *cobra.Command, f pipelineFlags) error {
 	if _, err := forecast.HolidaysByName(f.holidays); err != nil {
 		return usageError{fmt.Errorf("--holidays: %w", err)}
 	}
+	if !(f.targetUtil > 0 && f.targetUtil <= 1) {
+		return usageError{fmt.Errorf("--target-utilisation %v: want a share in (0, 1], e.g. 0.8", f.targetUtil)}
+	}
+	if f.observe <= 0 {
+		return usageError{fmt.Errorf("--observe %v: want a positive duration such as 24h", f.observe)}
+	}
+	switch f.loadUnit {
+	case pipeline.UnitAuto, pipeline.UnitRPS, pipeline.UnitPerSample:
+	default:
+		return usageError{fmt.Errorf("--load-unit %q: want auto, rps or per-sample", f.loadUnit)}
+	}
+	coord, err := coordinatorClient(f)
+	if err != nil {
+		return err
+	}
 	var services []string
 	for _, s := range strings.Split(f.services, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -256,13 +306,30 @@ func runPipeline(cmd *cobra.Command, f pipelineFlags) error {
 		Until: until, Lookahead: hmax, Step: f.step}
 	arts := &pipeline.Store{Dir: dataDir}
 	params, _ := json.Marshal(map[string]any{"services": services, "endpoints": f.endpoints, "metric": f.metric, "window": f.window,
-		"until": f.until, "horizons": f.horizons, "budget": f.budget.String(), "seed": f.seed, "no_lstm": f.noLSTM})
+		"until": f.until, "horizons": f.horizons, "budget": f.budget.String(), "seed": f.seed, "no_lstm": f.noLSTM,
+		"coordinator": f.coordinator != "", "dry_run": f.dryRun})
 	md := &pipeline.StoreMetadata{Store: st, Payloads: arts, RunParams: params}
 	arts.Fallback = md.Payload
 	sink := &pipeline.StoreSink{Store: st, Source: src}
+	// The store keeps the forecasts; with a coordinator they also become
+	// a proposed directive (store first: see pipeline.FanOut). A dry run
+	// only plans.
+	var dsink *pipeline.DirectiveSink
+	var out pipeline.Sink = sink
+	if coord != nil || f.dryRun {
+		dsink = &pipeline.DirectiveSink{Store: st, Source: src, DryRun: f.dryRun, Observe: f.observe, LoadUnit: f.loadUnit,
+			Planner: planner.Options{TargetUtilisation: f.targetUtil}}
+		if coord != nil {
+			dsink.Coordinator = coord
+		}
+		out = pipeline.FanOut{sink, dsink}
+		if f.dryRun {
+			out = dsink
+		}
+	}
 	prog := newProgress(cmd.ErrOrStderr(), f.quiet, f.gbdtTrials+f.lstmTrials)
 	cfg := pipeline.Config{
-		Source: src, Horizons: horizons, Budget: f.budget, MinGain: f.minGain, Sink: sink,
+		Source: src, Horizons: horizons, Budget: f.budget, MinGain: f.minGain, Sink: out,
 		Options: forecast.Options{Seed: f.seed, Holidays: f.holidays, NoLSTM: f.noLSTM},
 		Tune:    forecast.TuneOptions{GBDTTrials: f.gbdtTrials, LSTMTrials: f.lstmTrials},
 		OnTrial: prog.trial,
@@ -273,7 +340,15 @@ func runPipeline(cmd *cobra.Command, f pipelineFlags) error {
 	runner := &pipeline.Runner{Pipeline: "forecast", Store: arts, Metadata: md, Progress: prog.event}
 	start := time.Now()
 	runID := newRunID(start)
-	res, err := runner.Run(ctx, runID, pipeline.Standard(cfg, arts, md))
+	comps := pipeline.Standard(cfg, arts, md)
+	if f.dryRun {
+		for i, c := range comps {
+			if p, ok := c.(*pipeline.Pusher); ok {
+				comps[i] = dryRunPusher{p}
+			}
+		}
+	}
+	res, err := runner.Run(ctx, runID, comps)
 	prog.done()
 	if err != nil {
 		if errors.Is(err, pipeline.ErrNoSeries) {
@@ -284,11 +359,19 @@ func runPipeline(cmd *cobra.Command, f pipelineFlags) error {
 		}
 		return fmt.Errorf("run %s: %w", runID, err)
 	}
-	out, err := pipelineSummary(ctx, res, src, sink, md)
+	summary, err := pipelineSummary(ctx, res, src, sink, md)
 	if err != nil {
 		return err
 	}
-	out.Store, out.Data = f.store, dataDir
+	summary.Store, summary.Data, summary.DryRun = f.store, dataDir, f.dryRun
+	if dsink != nil {
+		summary.Directive = dsink.Result()
+	}
+	return printPipeline(cmd, f, summary, res, start)
+}
+
+// printPipeline writes the report (if asked) and the summary.
+func printPipeline(cmd *cobra.Command, f pipelineFlags, out *pipelineOutput, res *pipeline.Result, start time.Time) error {
 	out.Seconds = math.Round(time.Since(start).Seconds()*10) / 10
 	if f.report != "" {
 		if err := writePipelineReport(f.report, out, res); err != nil {
@@ -300,9 +383,72 @@ func runPipeline(cmd *cobra.Command, f pipelineFlags) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	_, err = io.WriteString(cmd.OutOrStdout(), pipelineText(out))
+	_, err := io.WriteString(cmd.OutOrStdout(), pipelineText(out))
 	return err
 }
+
+// coordinatorClient returns the Gaia client of --coordinator (nil without
+// it), with the token of --token-file, $LBSYS_TOKEN or
+// $LBSYS_COORDINATOR_TOKEN.
+func coordinatorClient(f pipelineFlags) (*client.Client, error) {
+	if f.coordinator == "" {
+		if f.tokenFile != "" {
+			return nil, usageError{errors.New("--token-file needs --coordinator")}
+		}
+		return nil, nil
+	}
+	var urls []string
+	for _, u := range strings.Split(f.coordinator, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return nil, usageError{fmt.Errorf("--coordinator %q: want http://host:port", u)}
+			}
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return nil, usageError{errors.New("--coordinator: give at least one URL")}
+	}
+	token := ""
+	switch {
+	case f.tokenFile != "":
+		t, err := readTokenFile(f.tokenFile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--token-file: %w", err)}
+		}
+		token = t
+	case os.Getenv("LBSYS_TOKEN") != "":
+		token = strings.TrimSpace(os.Getenv("LBSYS_TOKEN"))
+	default:
+		token = strings.TrimSpace(os.Getenv("LBSYS_COORDINATOR_TOKEN"))
+	}
+	if token == "" {
+		return nil, usageError{errors.New("--coordinator needs a token with the proposer role: pass --token-file or set LBSYS_TOKEN")}
+	}
+	return client.New(urls, token), nil
+}
+
+// dryRunPusher is the Pusher of a dry run: it hands the forecasts to the
+// sink (which only plans) but records nothing as pushed, and its distinct
+// parameters keep its execution from being reused by a real run (the
+// runner would otherwise skip the real Pusher as cached).
+type dryRunPusher struct{ *pipeline.Pusher }
+
+// Params implements pipeline.Parameterized.
+func (dryRunPusher) Params() any { return map[string]bool{"dry_run": true} }
+
+// Uncached implements pipeline.Uncached: every dry run prints its plan.
+func (dryRunPusher) Uncached() {}
+
+// Commit implements pipeline.Committer.
+func (p dryRunPusher) Commit(ctx context.Context, md pipeline.Metadata, runID string, in pipeline.Inputs, out map[string]*pipeline.Artifact) error {
+	return p.Pusher.Commit(ctx, noPushRecord{md}, runID, in, out)
+}
+
+// noPushRecord is metadata that does not record pushes.
+type noPushRecord struct{ pipeline.Metadata }
+
+func (noPushRecord) SetPushed(context.Context, *pipeline.Pushed) error { return nil }
 
 // pipelineSummary collects, per series, where it came from, whether it
 // was pushed (or why not), its forecast and its test scores.
@@ -433,8 +579,12 @@ func fmtNum(v any) string {
 
 func pipelineText(out *pipelineOutput) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "run %s %s in %.1fs: %d of %d components cached; %d of %d series pushed\n", out.Run, out.Status, out.Seconds,
-		out.Cached, len(out.Executions), out.Pushed, len(out.Series))
+	pushed := "pushed"
+	if out.DryRun {
+		pushed = "would be pushed (dry run)"
+	}
+	fmt.Fprintf(&b, "run %s %s in %.1fs: %d of %d components cached; %d of %d series %s\n", out.Run, out.Status, out.Seconds,
+		out.Cached, len(out.Executions), out.Pushed, len(out.Series), pushed)
 	fmt.Fprintf(&b, "window %s .. %s, step %s; store %s, artifacts %s\n", out.From.Format(time.DateTime), out.To.Format(time.DateTime),
 		out.Step, out.Store, out.Data)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -462,6 +612,8 @@ func pipelineText(out *pipelineOutput) string {
 		}
 		line := fmt.Sprintf("%s: inputs: %s", s.Name, strings.Join(in, "; "))
 		switch {
+		case s.Pushed && out.DryRun:
+			line += "; blessed: would be pushed (dry run)"
 		case s.Pushed:
 			line += fmt.Sprintf("; pushed (forecast artifact %d)", s.Artifact)
 		case s.Reason != "":
@@ -479,6 +631,61 @@ func pipelineText(out *pipelineOutput) string {
 	}
 	for _, n := range out.Notes {
 		fmt.Fprintln(&b, "note:", n)
+	}
+	if out.DryRun {
+		fmt.Fprintln(&b, "dry run: no forecast written, nothing recorded as pushed, nothing proposed")
+	}
+	if out.Directive != nil {
+		b.WriteString(directiveText(out.Directive))
+	}
+	return b.String()
+}
+
+// directiveText says what the directive planner planned and what the
+// coordinator made of it; a dry run prints the directive.
+func directiveText(r *pipeline.DirectiveResult) string {
+	var b strings.Builder
+	for _, p := range r.Plans {
+		line := fmt.Sprintf("plan %s: upper-band peak %.4g rps at %s (point %.4g)", p.Service, p.UpperPeakRPS,
+			p.UpperPeakAt.Format(time.RFC3339), p.PeakRPS)
+		if p.P50ms > 0 {
+			line += fmt.Sprintf(", p50 %.4g ms", p.P50ms)
+		}
+		if len(p.Planned) > 0 {
+			line += "; planned " + strings.Join(p.Planned, ", ")
+		} else {
+			line += "; nothing planned"
+		}
+		fmt.Fprintln(&b, line)
+		if p.Section != nil && p.Section.Why != nil {
+			fmt.Fprintf(&b, "  why: %s\n", p.Section.Why.ExpectedEffect)
+		}
+		for _, n := range p.Notes {
+			fmt.Fprintf(&b, "  note: %s\n", n)
+		}
+	}
+	switch {
+	case r.Standard != nil && r.Normal != nil:
+		fmt.Fprintf(&b, "directive: standard change %d was outside the coordinator's policy (%s); proposed as normal change %d, %s: approve with `lbsys change approve %d --reason ...`\n",
+			r.Standard.ID, strings.Join(r.Standard.Policy, "; "), r.Normal.ID, r.Normal.State, r.Normal.ID)
+	case r.Standard != nil:
+		fmt.Fprintf(&b, "directive: standard change %d %s (%s) against version %d\n", r.Standard.ID, r.Outcome, r.Standard.State, r.Base)
+		if r.Standard.Detail != "" {
+			fmt.Fprintf(&b, "  %s\n", r.Standard.Detail)
+		}
+	default:
+		fmt.Fprintf(&b, "directive: %s (against version %d)\n", r.Outcome, r.Base)
+	}
+	if len(r.Withdrawn) > 0 {
+		fmt.Fprintf(&b, "directive: withdrew stale pipeline changes %v\n", r.Withdrawn)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "directive note: %s\n", n)
+	}
+	if r.DryRun && r.Directive != nil {
+		j, _ := json.MarshalIndent(r.Directive, "", "  ")
+		b.Write(j)
+		b.WriteString("\n")
 	}
 	return b.String()
 }

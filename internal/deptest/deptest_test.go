@@ -9,7 +9,7 @@ import (
 
 // purePackages must stay free of I/O, the wall clock and global randomness.
 // Later decision packages (admission, the Gaia FSM) join this list.
-var purePackages = []string{"balance", "health", "admission", "forecast", "gaia/fsm", "sim"}
+var purePackages = []string{"balance", "health", "admission", "forecast", "gaia/fsm", "sim", "planner"}
 
 func TestPurePackagesMakeNoForbiddenCalls(t *testing.T) {
 	for _, p := range purePackages {
