@@ -478,7 +478,10 @@ EOF
 	for p in "${BPORTS[@]}"; do lines+="      - {address: 127.0.0.1:$p}"$'\n'; done
 	cat >"$TMP/lbsys/lbsys.yaml" <<EOF
 # all features on: active health checks, outlier detection (default on),
-# retries (default on), telemetry (default on), admin listener with /metrics.
+# retries (default on), adaptive admission (its floor above wrk's 64
+# connections: a closed-loop run always saturates a core, and a limiter
+# that sheds part of it would make lbsys's CPU per request cheaper, not
+# comparable), telemetry (default on), admin listener with /metrics.
 admin:
   listen: 127.0.0.1:$PORT_LBSYS_ADMIN
 listeners:
@@ -489,7 +492,8 @@ services:
   - name: app
     policy: round_robin
     endpoints:
-$lines    health:
+$lines    admission: {min_limit: 100, initial_limit: 100}
+    health:
       active:
         path: /healthz
         interval: 5s
