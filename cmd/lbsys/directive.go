@@ -79,6 +79,7 @@ func newDirectiveProposeCmd() *cobra.Command {
 	var cf clientFlags
 	var file, typ, reason, notBefore, key string
 	var noCanary bool
+	var ifStable uint64
 	cmd := &cobra.Command{
 		Use:   "propose --file directive.json --type normal --reason TEXT",
 		Short: "Propose a directive as an ITIL change",
@@ -103,7 +104,7 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 			if strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("--reason is required: it goes into the audit log")}
 			}
-			req := client.ProposeRequest{Type: fsm.Type(typ), Reason: reason, Directive: d.Content(), NoCanary: noCanary, IdempotencyKey: key}
+			req := client.ProposeRequest{Type: fsm.Type(typ), Reason: reason, Directive: d.Content(), NoCanary: noCanary, IdempotencyKey: key, IfStable: ifStable}
 			if notBefore != "" {
 				t, err := time.Parse(time.RFC3339, notBefore)
 				if err != nil {
@@ -149,6 +150,7 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 	f.StringVar(&notBefore, "not-before", "", "implement no earlier than this RFC 3339 time (standard and normal changes)")
 	f.BoolVar(&noCanary, "no-canary", false, "roll out to every proxy at once instead of a canary first")
 	f.StringVar(&key, "idempotency-key", "", "a retry with the same key returns the first change instead of making another")
+	f.Uint64Var(&ifStable, "if-stable", 0, "only if the stable version is N, and is still N when the change's turn comes (else refused, or canceled as stale): a directive edited from version N then never overwrites a later one")
 	return cmd
 }
 

@@ -403,6 +403,7 @@ func (n *Node) handlePropose(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	n.write(w, r, fsm.Command{Op: fsm.OpPropose, By: p.Name, Roles: p.Roles, Propose: &fsm.Propose{
 		Type: req.Type, Reason: req.Reason, Directive: req.Directive, NotBefore: req.NotBefore, NoCanary: req.NoCanary, Key: req.IdempotencyKey,
+		IfStable: req.IfStable,
 	}}, http.StatusCreated)
 }
 

@@ -393,4 +393,13 @@ func TestAPIWorkflow(t *testing.T) {
 	if st != 200 || !strings.Contains(string(b), `"raft_state": "Leader"`) || !strings.Contains(string(b), `"stable": 2`) {
 		t.Fatalf("status: %s", b)
 	}
+	// Conditional proposals: refused unless planned on the stable version.
+	st, b, _ = call(t, "POST", base+"/v1/changes", aliceTok, ProposeRequest{Type: fsm.Normal, Reason: "planned on 1", Directive: weightsDirective(3), IfStable: 1})
+	if st != http.StatusConflict || !strings.Contains(string(b), "stable version is 2, not 1") {
+		t.Fatalf("if_stable 1: %d %s", st, b)
+	}
+	st, b, _ = call(t, "POST", base+"/v1/changes", aliceTok, ProposeRequest{Type: fsm.Normal, Reason: "planned on 2", Directive: weightsDirective(3), IfStable: 2})
+	if st != http.StatusCreated || !strings.Contains(string(b), `"if_stable": 2`) {
+		t.Fatalf("if_stable 2: %d %s", st, b)
+	}
 }

@@ -242,8 +242,16 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 	}
 	reason := fmt.Sprintf("%s%s: forecast-driven plan for %s (model %s, blessed)", reasonPrefix, d.RunID, strings.Join(names, ", "), model)
 	key := ProposalKeyPrefix + d.RunID
-	ch, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Standard, Reason: reason, Directive: dir, IdempotencyKey: key})
+	// The plan is conditional on the version it was made on: if another
+	// change becomes stable first, the coordinator refuses or cancels this
+	// one (outcome stale) instead of letting it undo the other's
+	// differences, and the next run plans on top of it.
+	ch, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Standard, Reason: reason, Directive: dir, IdempotencyKey: key, IfStable: res.Base})
 	if err != nil {
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.Status == http.StatusConflict {
+			return fmt.Errorf("directive sink: the stable version moved on from %d while the plan was made; nothing proposed, run again to plan on the new version: %w", res.Base, err)
+		}
 		return fmt.Errorf("directive sink: proposing the directive as a standard change: %w", err)
 	}
 	res.Standard = proposed(ch, key)
@@ -256,7 +264,7 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 		// The policy notes can be long; an approver reads the reason in
 		// `lbsys change list` and the audit log, and the notes stay whole
 		// in the standard change's assessment.
-		n, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Normal, Reason: truncate(reason, 2000), Directive: dir, IdempotencyKey: nkey})
+		n, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Normal, Reason: truncate(reason, 2000), Directive: dir, IdempotencyKey: nkey, IfStable: res.Base})
 		if err != nil {
 			return fmt.Errorf("directive sink: the standard change %d was outside the policy, and proposing it as a normal change failed: %w", ch.ID, err)
 		}
@@ -271,7 +279,7 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 	default:
 		res.Outcome = "auto-approved"
 	}
-	res.Withdrawn, res.Notes = k.withdraw(cctx, mine, ch.Requester, d.RunID, res.Notes)
+	res.Withdrawn, res.Notes = k.withdraw(cctx, mine, res.Base, ch.Requester, d.RunID, res.Notes)
 	return nil
 }
 
@@ -298,7 +306,7 @@ func proposed(ch *fsm.Change, key string) *ProposedChange {
 // proposed that still await approval: the new proposal supersedes them,
 // and approving a stale one would apply an old forecast. Failures are
 // notes: the new change stands either way.
-func (k *DirectiveSink) withdraw(ctx context.Context, keep uint64, requester, run string, notes []string) ([]uint64, []string) {
+func (k *DirectiveSink) withdraw(ctx context.Context, keep, base uint64, requester, run string, notes []string) ([]uint64, []string) {
 	open, err := k.Coordinator.Changes(ctx, "open", 0)
 	if err != nil {
 		return nil, append(notes, "could not list open changes to withdraw stale pipeline proposals: "+err.Error())
@@ -307,10 +315,10 @@ func (k *DirectiveSink) withdraw(ctx context.Context, keep uint64, requester, ru
 	for _, c := range open {
 		ours := c.Requester == requester && strings.HasPrefix(c.Reason, reasonPrefix)
 		if c.ID != keep && !ours {
-			// Both were planned on a stable version, and a directive is the
-			// whole desired state: whichever is implemented last decides.
-			notes = append(notes, fmt.Sprintf("change %d (%s, %s, by %s) is open too; whichever of the two is implemented last sets the whole directive, undoing the other's differences",
-				c.ID, c.Type, c.State, c.Requester))
+			// A directive is the whole desired state. This plan is
+			// conditional on its base version; the other change may not be.
+			notes = append(notes, fmt.Sprintf("change %d (%s, %s, by %s) is open too; if it becomes stable first, this plan (made on version %d) is canceled as stale and the next run plans on top of it; if this one does, the other replaces it unless it was proposed with if_stable",
+				c.ID, c.Type, c.State, c.Requester, base))
 		}
 		if c.ID >= keep || c.Type != fsm.Normal || c.State != fsm.Authorize || !ours {
 			continue

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -31,6 +32,10 @@ type fakeCoordinator struct {
 	err       error
 	proposals int
 	canceled  []uint64
+	ifStable  []uint64 // the if_stable of every proposal
+	// moveAfterRead: another change becomes stable right after the sink
+	// read the stable directive.
+	moveAfterRead bool
 }
 
 func (f *fakeCoordinator) Directive(context.Context, uint64, bool) (*directive.Directive, error) {
@@ -42,7 +47,11 @@ func (f *fakeCoordinator) Directive(context.Context, uint64, bool) (*directive.D
 	if f.stable == nil {
 		return nil, &client.Error{Status: http.StatusNotFound, Body: directive.ErrorBody{Error: "no directive has been committed yet"}}
 	}
-	return f.stable.Clone(), nil
+	d := f.stable.Clone()
+	if f.moveAfterRead {
+		f.stable.Version++
+	}
+	return d, nil
 }
 
 func (f *fakeCoordinator) Propose(_ context.Context, r client.ProposeRequest) (*fsm.Change, error) {
@@ -52,9 +61,13 @@ func (f *fakeCoordinator) Propose(_ context.Context, r client.ProposeRequest) (*
 	if err := r.Directive.Validate(); err != nil {
 		return nil, &client.Error{Status: 422, Body: directive.ErrorBody{Error: err.Error()}}
 	}
+	f.ifStable = append(f.ifStable, r.IfStable)
 	if id, ok := f.keys[r.IdempotencyKey]; ok && r.IdempotencyKey != "" {
 		c := *f.changes[id-1]
 		return &c, nil
+	}
+	if r.IfStable != 0 && (f.stable == nil || f.stable.Version != r.IfStable) {
+		return nil, &client.Error{Status: http.StatusConflict, Body: directive.ErrorBody{Error: "if_stable: the stable version is not " + fmt.Sprint(r.IfStable)}}
 	}
 	c := &fsm.Change{ID: uint64(len(f.changes) + 1), Type: r.Type, Requester: "pipeline", Reason: r.Reason, Directive: r.Directive, Key: r.IdempotencyKey,
 		Assessment: &fsm.Assessment{WithinPolicy: true}}
@@ -206,6 +219,36 @@ func TestDirectiveSinkProposesAStandardChangeOncePerRun(t *testing.T) {
 	}
 	if r := k.Result(); r.Outcome != "unchanged" || r.Base != 1 || co.proposals != 2 {
 		t.Errorf("unchanged plan: %+v after %d proposals", r, co.proposals)
+	}
+	// Nothing was committed when run-1 planned: its proposals were
+	// unconditional.
+	if fmt.Sprint(co.ifStable) != "[0 0]" {
+		t.Errorf("if_stable of the proposals %v", co.ifStable)
+	}
+}
+
+// TestDirectiveSinkPlansAreConditionalOnTheirBase: the proposal carries
+// the stable version it was planned on; when another change became stable
+// meanwhile, the run fails with a clear error and nothing is proposed.
+func TestDirectiveSinkPlansAreConditionalOnTheirBase(t *testing.T) {
+	ctx := context.Background()
+	st, src := directiveStore(t)
+	co := &fakeCoordinator{stable: &directive.Directive{Schema: 1, Version: 4, Services: map[string]*directive.Service{
+		"cart": {Admission: &directive.Admission{Seed: 9}}}}}
+	k := &DirectiveSink{Store: st, Source: src, Coordinator: co}
+	if err := k.Deliver(ctx, delivery("run-6")); err != nil {
+		t.Fatal(err)
+	}
+	if r := k.Result(); r.Base != 4 || len(co.changes) != 1 || fmt.Sprint(co.ifStable) != "[4]" {
+		t.Fatalf("result %+v, if_stable %v", r, co.ifStable)
+	}
+	co.moveAfterRead = true
+	err := k.Deliver(ctx, delivery("run-7"))
+	if err == nil || !strings.Contains(err.Error(), "stable version moved on from 4") || !strings.Contains(err.Error(), "run again") {
+		t.Fatalf("want a clear conflict error, got %v", err)
+	}
+	if len(co.changes) != 1 {
+		t.Fatalf("a conflicting plan made a change: %d changes", len(co.changes))
 	}
 }
 

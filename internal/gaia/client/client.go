@@ -31,6 +31,9 @@ type ProposeRequest struct {
 	NoCanary  bool                 `json:"no_canary,omitempty"`
 	// IdempotencyKey makes a retried proposal return the first change.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// IfStable: only if the stable version is (and stays, until the change
+	// is implemented) this one; see fsm.Propose.
+	IfStable uint64 `json:"if_stable,omitempty"`
 }
 
 // DecisionRequest is the body of approve, reject and cancel.

@@ -17,6 +17,7 @@ func FuzzApply(f *testing.F) {
 	}
 	seed(Command{Op: OpPropose, By: "carol", Roles: carol, Propose: &Propose{Type: Emergency, Reason: "r", Directive: w(2)}})
 	seed(Command{Op: OpPropose, By: "alice", Roles: alice, Propose: &Propose{Type: Normal, Reason: "r", Directive: w(3), NotBefore: t0.Add(time.Minute)}})
+	seed(Command{Op: OpPropose, By: "alice", Roles: alice, Propose: &Propose{Type: Standard, Reason: "r", Directive: weights(map[string]float64{"127.0.0.1:9001": 1}, true), IfStable: 1}})
 	seed(Command{Op: OpApprove, By: "bob", Roles: bob, Decision: &Decision{Change: 1, Reason: "ok"}})
 	seed(Command{Op: OpRollback, By: "carol", Roles: carol, Rollback: &Rollback{ToVersion: 1, Reason: "x"}})
 	seed(Command{Op: OpReport, By: System, Reports: []ProxyReport{{Proxy: "p", Version: 1, Rejected: 2, Error: "e"}}})

@@ -186,8 +186,12 @@ func (m *Machine) propose(c Command, now time.Time) Result {
 	if p.Type == Emergency && !p.NotBefore.IsZero() {
 		return Result{Err: errf(CodeInvalid, "not_before: emergency changes are implemented at once; propose a normal change to schedule it")}
 	}
+	if p.IfStable != 0 && p.IfStable != m.Stable {
+		return Result{Err: errf(CodeConflict, "if_stable: the stable version is %d, not %d: the directive was planned on an older state; plan it again on version %d", m.Stable, p.IfStable, m.Stable)}
+	}
 	ch := m.newChange(c.By, p.Type, p.Reason, p.Directive.Content(), now)
 	ch.NotBefore = p.NotBefore
+	ch.IfStable = p.IfStable
 	ch.Canary = !p.NoCanary && p.Type != Emergency
 	ch.Key = p.Key
 	m.assessAndAuthorize(ch, c.By, now)
@@ -560,6 +564,7 @@ func (m *Machine) advance(now time.Time) {
 }
 
 func (m *Machine) step(now time.Time) bool {
+	m.cancelStale(now)
 	next := m.nextDue(now)
 	if m.Active != 0 && next != nil && next.Type == Emergency {
 		// An emergency change does not wait: the change in progress stops
@@ -580,6 +585,28 @@ func (m *Machine) step(now time.Time) bool {
 	}
 	m.implement(next, now)
 	return true
+}
+
+// cancelStale cancels the changes waiting for approval or for their turn
+// whose if_stable is no longer the stable version. The stable version only
+// grows (a rollback is a new version), so such a change could never become
+// current again; implementing it would overwrite what was committed after
+// it was planned.
+// Several are canceled in order of ID: every replica writes the same audit
+// log.
+func (m *Machine) cancelStale(now time.Time) {
+	var stale []*Change
+	for _, ch := range m.Changes {
+		if ch.IfStable != 0 && ch.IfStable != m.Stable && (ch.State == Authorize || ch.State == Scheduled) {
+			stale = append(stale, ch)
+		}
+	}
+	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
+	for _, ch := range stale {
+		ch.Outcome = Stale
+		ch.Detail = fmt.Sprintf("the stable version moved from %d to %d after this change was proposed; its directive was planned on version %d and would overwrite the newer one: plan it again", ch.IfStable, m.Stable, ch.IfStable)
+		m.move(ch, Canceled, now, System, ch.Detail)
+	}
 }
 
 // nextDue is the scheduled change to implement next: emergencies first,

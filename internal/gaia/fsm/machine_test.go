@@ -673,3 +673,67 @@ func TestVersionsOnlyGrow(t *testing.T) {
 		last = h.m.Latest
 	}
 }
+
+// A change proposed with if_stable N is refused when the stable version is
+// not N, and canceled as stale, waiting for approval or for its turn, once
+// another change makes a later version stable; with the condition still
+// true it goes through as usual.
+func TestIfStable(t *testing.T) {
+	h := newHarness(t)
+	h.ok(h.propose("carol", carol, Emergency, w(2)))
+	if h.m.Stable != 1 {
+		t.Fatalf("stable %d, want 1", h.m.Stable)
+	}
+	before := h.m.LastChange
+	r := h.propose("alice", alice, Standard, w(2.1), func(p *Propose) { p.IfStable = 7 })
+	if r.Err == nil || r.Err.Code != CodeConflict || !strings.Contains(r.Err.Msg, "stable version is 1, not 7") {
+		t.Fatalf("want a conflict naming both versions, got %+v", r.Err)
+	}
+	if h.m.LastChange != before {
+		t.Fatal("a refused proposal created a change")
+	}
+
+	a := h.ok(h.propose("alice", alice, Normal, w(3), func(p *Propose) { p.IfStable = 1 }))
+	b := h.ok(h.propose("alice", alice, Normal, w(4), func(p *Propose) {
+		p.IfStable = 1
+		p.NotBefore = t0.Add(time.Minute)
+	}))
+	h.ok(h.decide(OpApprove, "bob", bob, b.ID))
+	if h.state(a.ID) != Authorize || h.state(b.ID) != Scheduled || a.IfStable != 1 {
+		t.Fatalf("a %s b %s if_stable %d", h.state(a.ID), h.state(b.ID), a.IfStable)
+	}
+	// Someone else's change becomes stable first.
+	c := h.ok(h.propose("carol", carol, Emergency, w(5)))
+	if h.m.Stable != 2 || c.Version != 2 {
+		t.Fatalf("stable %d, c version %d", h.m.Stable, c.Version)
+	}
+	for _, id := range []uint64{a.ID, b.ID} {
+		ch := h.m.Changes[id]
+		if ch.State != Canceled || ch.Outcome != Stale || !strings.Contains(ch.Detail, "from 1 to 2") {
+			t.Fatalf("change %d: %s %s %q, want canceled as stale", id, ch.State, ch.Outcome, ch.Detail)
+		}
+	}
+	// The stale ones are canceled in order of ID, by the system.
+	var order []uint64
+	for _, e := range h.m.Audit {
+		if e.To == Canceled {
+			order = append(order, e.Change)
+			if e.Who != System {
+				t.Fatalf("stale cancel by %q", e.Who)
+			}
+		}
+	}
+	if fmt.Sprint(order) != fmt.Sprint([]uint64{a.ID, b.ID}) {
+		t.Fatalf("cancel order %v", order)
+	}
+	h.advance(2 * time.Minute)
+	if h.m.Latest != 2 {
+		t.Fatalf("a stale change was implemented: latest %d", h.m.Latest)
+	}
+	// Planned on the current stable version: implemented.
+	d := h.ok(h.propose("alice", alice, Normal, w(6), func(p *Propose) { p.IfStable = 2 }))
+	h.ok(h.decide(OpApprove, "bob", bob, d.ID))
+	if dc := h.m.Changes[d.ID]; dc.Version != 3 || h.m.Stable != 3 || dc.Outcome != Success {
+		t.Fatalf("d %s version %d outcome %s, stable %d", dc.State, dc.Version, dc.Outcome, h.m.Stable)
+	}
+}

@@ -67,6 +67,7 @@ const (
 	Partial    Outcome = "partial"    // some proxies NACKed a full rollout
 	TimedOut   Outcome = "timeout"    // not every proxy applied it in time
 	Superseded Outcome = "superseded" // an emergency change replaced it
+	Stale      Outcome = "stale"      // the stable version moved away from its if_stable
 	Rejected   Outcome = "rejected"   // refused by an approver or the standard policy
 	Withdrawn  Outcome = "canceled"   // canceled by its requester or an approver
 )
@@ -138,6 +139,13 @@ type Propose struct {
 	// Key makes the proposal idempotent: a second proposal with the same
 	// key returns the first change.
 	Key string `json:"key,omitempty"`
+	// IfStable makes the change conditional on the stable version: the
+	// proposal is refused (conflict) if the stable version is not
+	// IfStable, and the change is canceled (outcome stale) if the stable
+	// version moves on before it is implemented. A directive planned on
+	// version N then never overwrites a version committed after N. 0: no
+	// condition.
+	IfStable uint64 `json:"if_stable,omitempty"`
 }
 
 // Decision approves, rejects or cancels a change.
@@ -276,8 +284,10 @@ type Change struct {
 	NotBefore   time.Time `json:"not_before,omitzero"`
 	Canary      bool      `json:"canary"`
 	Key         string    `json:"key,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// IfStable is the stable version the change was planned on (0: none).
+	IfStable  uint64    `json:"if_stable,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 
 	Assessment *Assessment `json:"assessment,omitempty"`
 	Approvals  []Approval  `json:"approvals,omitempty"`
