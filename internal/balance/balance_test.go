@@ -59,16 +59,51 @@ func TestWeightsRespected(t *testing.T) {
 		{"least_request", []float64{1, 1, 1}},
 		{"least_request", []float64{5, 1, 1}},
 		{"least_request", []float64{1, 2, 3, 4}},
+		{"random", []float64{1, 2, 3, 4}},
+		{"peak_ewma", []float64{5, 1, 1}}, // unequal weights: slow start
+		{"peak_ewma", []float64{1, 2, 3, 4}},
+		{"weighted", []float64{1, 2, 3, 4}}, // weights from a directive
+		{"weighted", []float64{0.1, 1, 1, 1}},
 	}
 	const picks = 100000
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%v", c.policy, c.weights), func(t *testing.T) {
 			eps := endpoints(c.weights...)
-			p := mustBalancer(t, c.policy, nil).Update(eps)
-			info := &PickInfo{Rand: newSeeded(1)}
+			b := mustBalancer(t, c.policy, nil)
+			var p Picker
+			if d, ok := b.(Directed); ok {
+				// The directive gives the weights; the health weights
+				// are equal.
+				dir := &Directive{Version: "v1", Weights: map[string]float64{}}
+				even := endpoints(make([]float64, len(eps))...)
+				for i := range even {
+					even[i].Weight = 1
+					dir.Weights[even[i].Endpoint.ID] = c.weights[i]
+				}
+				if err := d.SetDirective(dir); err != nil {
+					t.Fatal(err)
+				}
+				applied, _ := d.Apply(even, tBase)
+				eps = even
+				p = b.Update(applied)
+				for i := range eps {
+					eps[i].Weight = c.weights[i]
+				}
+			} else {
+				p = b.Update(eps)
+			}
+			info := &PickInfo{Rand: newSeeded(1), Now: tBase}
 			counts := map[*Endpoint]int{}
 			for i := 0; i < picks; i++ {
-				counts[pickDone(t, p, info)]++
+				// One at a time, every endpoint answering in 5 ms: the
+				// latency-aware policies see equal endpoints.
+				info.Now = info.Now.Add(time.Millisecond)
+				pk, err := p.Pick(info)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.Done(pk, &DoneInfo{Now: info.Now, Latency: 5 * time.Millisecond, Status: 200})
+				counts[pk.Endpoint]++
 			}
 			var sum float64
 			for _, w := range c.weights {

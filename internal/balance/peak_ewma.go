@@ -145,7 +145,7 @@ func (s *ewmaState) observe(now int64, rtt float64, tau float64, failed bool, er
 }
 
 func (b *peakEWMA) Update(eps []Weighted) Picker {
-	p := &ewmaPicker{eps: eps, states: make([]*ewmaState, len(eps)), invW: make([]float64, len(eps)),
+	p := &ewmaPicker{eps: eps, states: make([]*ewmaState, len(eps)), invRel: make([]float64, len(eps)),
 		choices: b.opts.ChoiceCount, tau: float64(b.opts.Decay), errPenalty: b.opts.ErrorPenalty}
 	keep := make(map[*Endpoint]*ewmaState, len(eps))
 	for i, w := range eps {
@@ -155,18 +155,32 @@ func (b *peakEWMA) Update(eps []Weighted) Picker {
 		}
 		keep[w.Endpoint] = st
 		p.states[i] = st
-		if w.Weight > 0 {
-			p.invW[i] = 1 / w.Weight
-		} else {
-			p.invW[i] = math.Inf(1) // never preferred
-		}
 	}
 	// Endpoints that left the eligible set lose their history: one that
 	// comes back starts fresh (a pick in flight still holds its old state
 	// through the old picker).
 	b.states = keep
-	if len(eps) > 0 && !equalWeights(eps) {
+	equal := len(eps) == 0 || equalWeights(eps)
+	if !equal {
 		p.alias = newAlias(eps)
+	}
+	var sum float64
+	var pos int
+	for _, w := range eps {
+		if w.Weight > 0 {
+			sum += w.Weight
+			pos++
+		}
+	}
+	for i, w := range eps {
+		switch {
+		case !(w.Weight > 0):
+			p.invRel[i] = 0 // marks weight 0
+		case equal:
+			p.invRel[i] = 1
+		default:
+			p.invRel[i] = sum / float64(pos) / w.Weight
+		}
 	}
 	b.last = p
 	return p
@@ -196,61 +210,89 @@ func (b *peakEWMA) Describe() any {
 type ewmaPicker struct {
 	eps        []Weighted
 	states     []*ewmaState
-	invW       []float64
+	invRel     []float64 // mean weight / weight; 0 marks weight 0
 	alias      *aliasTable
 	choices    int
 	tau        float64
 	errPenalty float64
 }
 
-// load is Finagle's cost × (pending+1), divided by the weight when weights
-// differ, so that under load pending requests settle in proportion to
-// weight (by Little's law, so does throughput at equal latency).
+// DivertRatio: when weights differ, a candidate drawn in proportion to
+// its weight keeps the request unless its load is more than DivertRatio
+// times another candidate's. One request in flight against an idle peer of
+// equal speed is a ratio of exactly 2 — no reason to override the weights;
+// an endpoint slowed or queued beyond that is.
+const DivertRatio = 2.0
+
+// load is the time a new request would take at endpoint i relative to its
+// capacity: Finagle's cost × (pending+1) with equal weights; with unequal
+// weights the pending requests drain at the endpoint's relative capacity,
+// cost × (1 + pending / (weight / mean weight)), so that a heavier endpoint
+// carrying its share of pending requests does not look busier than a
+// lighter one carrying its share.
 func (p *ewmaPicker) load(i int, now int64) float64 {
 	pending := p.eps[i].Endpoint.inflight.Load()
 	c := p.states[i].decayed(now, p.tau)
-	var l float64
+	q := float64(pending) * p.invRel[i]
 	if c == 0 && pending != 0 {
-		l = penalty + float64(pending)
-	} else {
-		l = c * float64(pending+1)
+		return penalty + q
 	}
-	if math.IsInf(p.invW[i], 1) {
-		return math.Inf(1) // weight 0
-	}
-	if p.alias != nil {
-		l *= p.invW[i]
-	}
-	return l
+	return c * (1 + q)
 }
 
+// Pick is Finagle's power of two choices on load when the weights are
+// equal. When they differ (slow start, configured or directive weights),
+// the candidates are drawn in proportion to weight and the first keeps the
+// request unless it is more than DivertRatio times as loaded as the best
+// other: the shares follow the weights while the endpoints serve alike,
+// and the latency signal still protects a slow or overloaded endpoint.
+// (Comparing loads divided by weight instead would send every comparison
+// between idle endpoints to the heavier one, and a light endpoint — a
+// slow-start ramp, a directive's 1 among 4s — would get almost nothing;
+// comparing plain loads would let tiny latency differences, not weights,
+// decide at low load.)
 func (p *ewmaPicker) Pick(info *PickInfo) (Pick, error) {
 	if len(p.eps) == 0 {
 		return Pick{}, ErrNoEndpoint
 	}
 	now := info.Now.UnixNano()
 	var buf [16]int
-	best, bestLoad := -1, 0.0
+	first, best := -1, -1
+	var firstLoad, bestLoad float64
 	for _, i := range sampleCandidates(info.Rand, len(p.eps), p.alias, buf[:0:p.choices]) {
-		if len(info.Exclude) > 0 && info.Excluded(p.eps[i].Endpoint) {
+		if p.invRel[i] == 0 || (len(info.Exclude) > 0 && info.Excluded(p.eps[i].Endpoint)) {
 			continue
 		}
-		if l := p.load(i, now); best < 0 || l < bestLoad {
+		l := p.load(i, now)
+		if first < 0 {
+			first, firstLoad = i, l
+		}
+		if best < 0 || l < bestLoad {
+			best, bestLoad = i, l
+		}
+	}
+	if best >= 0 {
+		if p.alias != nil && firstLoad <= DivertRatio*bestLoad {
+			return p.Take(first), nil
+		}
+		return p.Take(best), nil
+	}
+	// Every candidate was excluded (a retry): the least loaded endpoint
+	// not yet tried, weight 0 last.
+	for i := range p.eps {
+		if info.Excluded(p.eps[i].Endpoint) {
+			continue
+		}
+		l := p.load(i, now)
+		if p.invRel[i] == 0 {
+			l = math.Inf(1)
+		}
+		if best < 0 || l < bestLoad {
 			best, bestLoad = i, l
 		}
 	}
 	if best < 0 {
-		for i := range p.eps {
-			if info.Excluded(p.eps[i].Endpoint) {
-				continue
-			}
-			if l := p.load(i, now); best < 0 || l < bestLoad {
-				best, bestLoad = i, l
-			}
-		}
-		if best < 0 {
-			return Pick{}, ErrNoEndpoint
-		}
+		return Pick{}, ErrNoEndpoint
 	}
 	return p.Take(best), nil
 }

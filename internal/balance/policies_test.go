@@ -355,3 +355,42 @@ func TestMaglevTableAndBoundedLoad(t *testing.T) {
 		t.Fatal("non-prime table size accepted")
 	}
 }
+
+// With unequal weights, peak_ewma (and so weighted, under a directive)
+// splits by weight at every load while the endpoints serve alike, from
+// one request at a time to ~40 in flight, and still sheds a slowed
+// endpoint whatever its weight.
+func TestUnequalWeightsSplitByWeightAndGuardLatency(t *testing.T) {
+	for _, iv := range []time.Duration{50 * time.Millisecond, 10 * time.Millisecond, 2 * time.Millisecond, 500 * time.Microsecond} {
+		for _, slow := range []bool{false, true} {
+			eps := endpoints(1, 2, 3, 4)
+			p := mustBalancer(t, "peak_ewma", nil).Update(eps)
+			lat := func(id string, now time.Time) time.Duration {
+				if slow && id == eps[3].Endpoint.ID {
+					return 100 * time.Millisecond // 5× slower than the rest
+				}
+				return 20 * time.Millisecond
+			}
+			c := simulate(p, eps, tBase, 20*time.Second, iv, lat)
+			n := 0
+			for _, v := range c {
+				n += v
+			}
+			share := func(i int) float64 { return float64(c[eps[i].Endpoint.ID]) / float64(n) }
+			if !slow {
+				for i, w := range eps {
+					if want := w.Weight / 10; math.Abs(share(i)-want) > 0.04 {
+						t.Errorf("every %v, alike: %s share %.3f, want %.2f ± 0.04", iv, w.Endpoint.ID, share(i), want)
+					}
+				}
+				continue
+			}
+			if share(3) > 0.08 {
+				t.Errorf("every %v: the slowed endpoint (weight 4 of 10) kept %.3f of the traffic", iv, share(3))
+			}
+			if !(share(0) < share(1) && share(1) < share(2)) {
+				t.Errorf("every %v: the healthy endpoints lost their order by weight: %.3f %.3f %.3f", iv, share(0), share(1), share(2))
+			}
+		}
+	}
+}

@@ -88,12 +88,15 @@ func init() {
 	})
 }
 
-// weighted steers by directive weights: the weights decide each endpoint's
-// share of P2C candidates (sampling in proportion to weight) and scale the
-// peak-EWMA load compared between them, so at low load the shares follow
-// the directive and under pressure the reactive signal still protects a
-// slow endpoint. Without a directive it is exactly peak_ewma: the data plane
-// never depends on the control plane being there (DESIGN.md principle 1).
+// weighted applies directive weights and ramps on top of the health
+// weights and balances with peak_ewma, which splits by weight when weights
+// differ (each request goes to a candidate drawn in proportion to weight
+// unless that candidate is clearly slower or more loaded than another: see
+// ewmaPicker.Pick): while the endpoints serve alike the shares are the
+// directive's weights, and a slow or overloaded endpoint still sheds
+// traffic to a healthy one. Without a directive it is exactly peak_ewma:
+// the data plane never depends on the control plane being there (DESIGN.md
+// principle 1).
 type weighted struct {
 	inner *peakEWMA
 	dir   atomic.Pointer[Directive]
@@ -141,7 +144,8 @@ func (b *weighted) Apply(eps []Weighted, now time.Time) ([]Weighted, bool) {
 }
 
 // Update keeps every endpoint in the picker (slots must match eps); those
-// the directive weighs 0 are never sampled and lose every comparison.
+// the directive weighs 0 are never drawn and are picked only when nothing
+// else is left.
 func (b *weighted) Update(eps []Weighted) Picker { return b.inner.Update(eps) }
 
 func (b *weighted) Describe() any {
