@@ -374,9 +374,14 @@ running the same import again asks for the same instants and changes nothing.
 	return cmd
 }
 
-// secretFrom reads a secret from a file (first line) or an environment
-// variable; secrets are never flags, so they stay out of ps and shell
-// history.
+// secretFrom reads a secret from a file (its first line, surrounding white
+// space and the line end removed) or, when no file is named, from an
+// environment variable; secrets are never flags, so they stay out of ps and
+// shell history. A named file wins over the variable. A file whose first
+// line is empty is an error rather than "no secret": a secret that was not
+// mounted must not make the command fall back, silently, to another
+// credential from the environment. The file's mode is not checked (a
+// Kubernetes secret volume is 0644 by default).
 func secretFrom(file, env string) (string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
@@ -384,7 +389,10 @@ func secretFrom(file, env string) (string, error) {
 			return "", err
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
-		return strings.TrimSpace(line), nil
+		if s := strings.TrimSpace(line); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s: the first line is empty: write the secret on the first line", file)
 	}
 	return os.Getenv(env), nil
 }
@@ -407,9 +415,15 @@ cmdb_rel_ci relations ("Depends on::Used by" and the like), incident and
 change_request tickets. CIs are read first; a relation or ticket that refers
 to a CI the store does not have is quarantined as unknown_reference.
 
-Credentials (never on the command line): SERVICENOW_USER with
+Credentials (never on the command line): SERVICENOW_USER (or --user) with
 SERVICENOW_PASSWORD or --password-file for basic authentication, or
-SERVICENOW_TOKEN or --token-file for an OAuth bearer token.`,
+SERVICENOW_TOKEN or --token-file for an OAuth bearer token. A file holds the
+secret on its first line (surrounding spaces and the line end are removed)
+and wins over the environment variable; a missing or empty file is an error.
+When both a token and a password are available, the token is used.
+
+Deletions: a record deleted in ServiceNow stays in the store, even after
+--full (which re-reads and updates, but removes nothing); see docs/ingest.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Instance == "" {
@@ -447,7 +461,7 @@ SERVICENOW_TOKEN or --token-file for an OAuth bearer token.`,
 	f.StringVar(&tables, "tables", strings.Join(ingest.DefaultServiceNowTables, ","), "comma-separated tables")
 	f.StringVar(&o.Query, "query", "", "extra encoded query ANDed to every table's, e.g. operational_status=1")
 	f.IntVar(&o.PageSize, "page-size", 1000, "records per page (sysparm_limit)")
-	f.BoolVar(&o.Full, "full", false, "ignore the saved watermarks and read everything")
+	f.BoolVar(&o.Full, "full", false, "ignore the saved watermarks and read everything again (records deleted in ServiceNow stay in the store)")
 	f.DurationVar(&o.Overlap, "overlap", 14*time.Hour, "re-read this much before each watermark (date literals are read in the integration user's zone); 1s if that zone is UTC")
 	return cmd
 }

@@ -86,7 +86,10 @@ func TestIngestUsageErrors(t *testing.T) {
 		{[]string{"ical", "--file", "x.ics", "--calendar", "m", "--from", "2027-01-01", "--to", "2026-01-01"}, "window is empty"},
 		{[]string{"csv", "--bogus"}, "unknown flag"},
 	} {
-		os.Unsetenv("SERVICENOW_USER")
+		for _, k := range []string{"SERVICENOW_USER", "SERVICENOW_TOKEN", "SERVICENOW_PASSWORD"} {
+			t.Setenv(k, "") // the runner's own credentials must not leak in
+			os.Unsetenv(k)
+		}
 		_, err := runIngest(t, append([]string{"--store", db}, tc.args...)...)
 		var ue usageError
 		if err == nil || !strings.Contains(err.Error(), tc.want) || (!errors.As(err, &ue) && tc.want != "unknown flag") {
