@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ func TestNetHTTPEngine(t *testing.T) {
 		{"CookieAffinity", TestCookieAffinity},
 		{"ReloadUnderLoadLosesNothing", TestReloadUnderLoadLosesNothing},
 		{"H1Protocol", TestH1Protocol},
+		{"StalledRequestBodyIsCutOff", TestStalledRequestBodyIsCutOff},
 	} {
 		t.Run(tc.name, tc.f)
 	}
@@ -189,5 +191,57 @@ services:
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(body) != "POST /echo 5" {
 		t.Fatalf("after 100-continue: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestStalledRequestBodyIsCutOff: a client that announces a body and stops
+// sending it gets 408 within the request timeout instead of holding the
+// exchange (and an upstream connection) forever, and the backend never
+// sees a complete request.
+func TestStalledRequestBodyIsCutOff(t *testing.T) {
+	var complete atomic.Int64
+	b := newCustomBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if body, err := io.ReadAll(r.Body); err == nil && len(body) == 100 {
+			complete.Add(1)
+		}
+	}))
+	px := startProxy(t, renderConfig(t, baseConfig+`
+services:
+  - name: app
+    endpoints: [{address: "{{.B0}}"}]
+    timeouts: {request: 500ms}
+`, b))
+	addr := strings.TrimPrefix(px.url, "http://")
+	for _, method := range []string{"POST", "PUT"} { // streamed, and buffered for replay
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		io.WriteString(c, method+" / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			c.Close()
+			t.Fatalf("%s: no answer to a stalled body: %v", method, err)
+		}
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("X-Lbsys-Error") != "request_body_timeout" {
+			t.Errorf("%s: stalled body: %d %q, want 408 request_body_timeout", method, resp.StatusCode, resp.Header.Get("X-Lbsys-Error"))
+		}
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("%s: answered after %v, want about the 500ms request timeout", method, el)
+		}
+	}
+	if n := complete.Load(); n != 0 {
+		t.Errorf("the backend saw %d complete requests", n)
+	}
+	// A body that arrives in time still goes through.
+	if status, body, _ := do(t, "POST", px.url+"/", strings.Repeat("x", 100), nil); status != 200 {
+		t.Errorf("prompt body: %d %q", status, body)
+	}
+	if complete.Load() != 1 {
+		t.Errorf("the prompt body did not reach the backend whole")
 	}
 }

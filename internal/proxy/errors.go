@@ -17,6 +17,7 @@ const (
 	reasonTimeout         = "upstream_timeout"
 	reasonBodyTooLarge    = "request_body_too_large"
 	reasonBadRequestBody  = "request_body_error"
+	reasonBodyTimeout     = "request_body_timeout"
 	reasonClientCanceled  = "client_canceled"
 	reasonBadGateway      = "bad_gateway"
 	reasonShuttingDown    = "shutting_down"
@@ -70,6 +71,8 @@ func explanation(reason string) string {
 		return "request body too large\n"
 	case reasonBadRequestBody:
 		return "could not read the request body\n"
+	case reasonBodyTimeout:
+		return "the request body did not arrive in time\n"
 	case reasonShuttingDown:
 		return "proxy is shutting down\n"
 	case reasonOverloaded:

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,6 +123,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.ContentLength < 0 {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		// The body is read while the request is forwarded: a client that
+		// stalls it must not hold the exchange (and an upstream
+		// connection) past the request timeout.
+		if d := rt.svc.snap.Load().set.requestTimeout; d > 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 		}
 	}
 	h.px.setForwarded(r, g.trusted)
@@ -783,6 +790,9 @@ func (b *clientBody) Close() error { return b.rc.Close() }
 func clientBodyError(err error) *proxyError {
 	if errors.As(err, new(*http.MaxBytesError)) {
 		return &proxyError{status: http.StatusRequestEntityTooLarge, reason: reasonBodyTooLarge, err: err}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &proxyError{status: http.StatusRequestTimeout, reason: reasonBodyTimeout, err: err}
 	}
 	return &proxyError{status: http.StatusBadRequest, reason: reasonBadRequestBody, err: err}
 }

@@ -187,7 +187,9 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idle   atomic.Bool // waiting for the next request (safe to close)
-	resp   h1Response  // reused for every request of the connection
+	// writeDeadline: the handler set one; cleared before the next request.
+	writeDeadline bool
+	resp          h1Response // reused for every request of the connection
 }
 
 var (
@@ -238,6 +240,10 @@ func (c *h1Conn) serve() {
 		// The header limit counts from the first byte of this request,
 		// including any already buffered (pipelined).
 		c.lr.N = limit - int64(c.br.Buffered())
+		if c.writeDeadline {
+			c.rwc.SetWriteDeadline(time.Time{})
+			c.writeDeadline = false
+		}
 		c.idle.Store(true)
 		if c.srv.inShutdown.Load() {
 			return
@@ -595,6 +601,25 @@ func (w *h1Response) FlushError() error {
 	}
 	w.err = w.c.bw.Flush()
 	return w.err
+}
+
+// SetReadDeadline bounds reading the rest of the request (its body), for
+// http.ResponseController; the next request's wait resets it.
+func (w *h1Response) SetReadDeadline(t time.Time) error {
+	if w.hijacked {
+		return http.ErrHijacked
+	}
+	return w.c.rwc.SetReadDeadline(t)
+}
+
+// SetWriteDeadline bounds writing the response, for
+// http.ResponseController.
+func (w *h1Response) SetWriteDeadline(t time.Time) error {
+	if w.hijacked {
+		return http.ErrHijacked
+	}
+	w.c.writeDeadline = true
+	return w.c.rwc.SetWriteDeadline(t)
 }
 
 // Hijack implements http.Hijacker, for protocol upgrades (WebSocket).
