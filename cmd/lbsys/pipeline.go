@@ -76,7 +76,9 @@ ExampleGen reads, per service (and per endpoint with --endpoints), the
 --metric series at the store's 1-minute resolution over --window, ending at
 the newest point (or --until), with every exogenous input the store has: the
 load of the services that call it (CMDB dependency graph: coupling), the
-checkout/payment rate (transaction velocity), open incidents and change
+checkout/payment rate (transaction velocity), the session funnel (the
+catalog → cart → checkout → payment request rates, their distribution
+reduced by an SVD), open incidents and change
 windows of the service and its direct dependencies (ITIL), and calendar
 events by category. Absent inputs are simply absent. All series share one
 grid: the coarsest native step among them, at least 1 minute.
@@ -512,6 +514,9 @@ func pipelineSummary(ctx context.Context, res *pipeline.Result, src *pipeline.St
 		if len(o.Transactions) > 0 {
 			so.Inputs["transactions"] = o.Transactions
 		}
+		if len(o.Funnel) > 0 {
+			so.Inputs["funnel"] = o.Funnel
+		}
 		for k, v := range map[string]int{"incidents": o.Incidents, "changes": o.Changes, "events": o.Events} {
 			if v > 0 {
 				so.Inputs[k] = v
@@ -602,7 +607,7 @@ func pipelineText(out *pipelineOutput) string {
 	tw.Flush()
 	for _, s := range out.Series {
 		var in []string
-		for _, k := range []string{"upstream", "transactions", "incidents", "changes", "events"} {
+		for _, k := range []string{"upstream", "transactions", "funnel", "incidents", "changes", "events"} {
 			if v, ok := s.Inputs[k]; ok {
 				in = append(in, fmt.Sprintf("%s %v", k, v))
 			}

@@ -28,6 +28,11 @@ const (
 // transaction rate (transaction velocity features) when present.
 var DefaultTxServices = []string{"checkout", "payment"}
 
+// DefaultFunnelServices are the session-funnel stages, in order (the demo
+// shop's browse → cart → checkout → payment), whose request rates give the
+// funnel distribution when at least two of them have series.
+var DefaultFunnelServices = []string{"catalog", "cart", "checkout", "payment"}
+
 // ErrNoSeries says the store holds no series the source could read.
 var ErrNoSeries = errors.New("no series to forecast")
 
@@ -46,6 +51,10 @@ const eventReach = 8 * 24 * time.Hour
 //     them, the busiest first;
 //   - transaction velocity: the summed request rate of TxServices other
 //     than the series' own service;
+//   - session funnel: the request rates of the FunnelServices stages (at
+//     least two with data); the model uses their distribution over the
+//     stages, reduced by an SVD, as a leading indicator (more sessions
+//     reaching cart now, more checkouts soon);
 //   - ITIL: open incidents per step and change windows of the service and
 //     of its direct dependencies (an incident in payment shows in
 //     checkout's load);
@@ -82,6 +91,9 @@ type StoreSource struct {
 	// DefaultTxServices and Metric).
 	TxServices []string
 	TxMetric   string
+	// FunnelServices are the funnel stages in order (nil:
+	// DefaultFunnelServices; empty: no funnel input). Read with Metric.
+	FunnelServices []string
 	// MaxUpstream bounds the coupling inputs per series (default 4).
 	MaxUpstream int
 
@@ -104,9 +116,11 @@ type SeriesOrigin struct {
 	// tickets and calendar occurrences that concern it.
 	Upstream     []string `json:"upstream,omitempty"`
 	Transactions []string `json:"transactions,omitempty"`
-	Incidents    int      `json:"incidents,omitempty"`
-	Changes      int      `json:"changes,omitempty"`
-	Events       int      `json:"events,omitempty"`
+	// Funnel names the funnel stages read, in order.
+	Funnel    []string `json:"funnel,omitempty"`
+	Incidents int      `json:"incidents,omitempty"`
+	Changes   int      `json:"changes,omitempty"`
+	Events    int      `json:"events,omitempty"`
 	// Points is the number of steps with a value.
 	Points int           `json:"points"`
 	Step   time.Duration `json:"step"`
@@ -333,6 +347,19 @@ func (s *StoreSource) Examples(ctx context.Context) (*Examples, error) {
 			idset[id] = true
 		}
 	}
+	funnelNames := s.FunnelServices
+	if funnelNames == nil {
+		funnelNames = DefaultFunnelServices
+	}
+	var funnel []string
+	for _, n := range funnelNames {
+		if l, ok := loads[n]; ok && !slices.Contains(funnel, n) {
+			funnel = append(funnel, n)
+			for _, id := range l.ids {
+				idset[id] = true
+			}
+		}
+	}
 	ids := make([]int64, 0, len(idset))
 	for id := range idset {
 		ids = append(ids, id)
@@ -495,6 +522,24 @@ func (s *StoreSource) Examples(ctx context.Context) (*Examples, error) {
 				refs[store.SeriesRef(id)] = true
 			}
 		}
+		// Session funnel: the stages' rates, when two or more have data.
+		var stages []*forecast.Series
+		var stageNames []string
+		for _, name := range funnel {
+			if v := grid(loads[name]); anyKnown(v) {
+				stages = append(stages, gridSeries("funnel:"+name, v))
+				stageNames = append(stageNames, name)
+			}
+		}
+		if len(stages) >= 2 {
+			exo.Funnel = stages
+			o.Funnel = stageNames
+			for _, name := range stageNames {
+				for _, id := range loads[name].ids {
+					refs[store.SeriesRef(id)] = true
+				}
+			}
+		}
 		// Open incidents per step, once the store has any in the window.
 		if len(incidents) > 0 {
 			open := make([]float64, n)
@@ -544,7 +589,7 @@ func (s *StoreSource) Examples(ctx context.Context) (*Examples, error) {
 				refs["events:"+e.Calendar] = true
 			}
 		}
-		if len(exo.Upstream) > 0 || exo.Transactions != nil || exo.Incidents != nil || len(exo.Changes) > 0 {
+		if len(exo.Upstream) > 0 || exo.Transactions != nil || len(exo.Funnel) > 0 || exo.Incidents != nil || len(exo.Changes) > 0 {
 			r.Exo = exo
 		}
 		o.Refs = slices.Sorted(maps.Keys(refs))

@@ -223,8 +223,31 @@ func TestStoreSourceReadsLoadsAndExogenousInputs(t *testing.T) {
 		t.Errorf("release refs: catalog %v checkout %v", cat.Refs, co.Refs)
 	}
 	if o, ok := src.Origin("checkout"); !ok || o.Incidents != 2 || o.Changes != 0 || o.Events != 3 || o.Points != 360 ||
-		!slices.Equal(o.Upstream, []string{"frontend"}) || !slices.Equal(o.Transactions, []string{"payment"}) {
+		!slices.Equal(o.Upstream, []string{"frontend"}) || !slices.Equal(o.Transactions, []string{"payment"}) ||
+		!slices.Equal(o.Funnel, DefaultFunnelServices) {
 		t.Errorf("checkout origin %+v", o)
+	}
+	// Session funnel: the four stages in funnel order, for every series.
+	var stages []string
+	for _, f := range cat.Exo.Funnel {
+		stages = append(stages, fmt.Sprintf("%s=%v", f.Name, at(f, 0)))
+	}
+	if got := strings.Join(stages, " "); got != "funnel:catalog=20 funnel:cart=3 funnel:checkout=30 funnel:payment=40" {
+		t.Errorf("catalog funnel inputs: %s", got)
+	}
+	if fe.Exo == nil || len(fe.Exo.Funnel) != 4 || !slices.Contains(fe.Refs, store.SeriesRef(ids["cart/a"])) {
+		t.Errorf("frontend funnel inputs %+v refs %v", fe.Exo, fe.Refs)
+	}
+	// Turned off, or fewer than two stages with data: no funnel input.
+	for _, stages := range [][]string{{}, {"cart", "nonexistent"}} {
+		off := &StoreSource{Store: st, Lookahead: 2 * time.Hour, FunnelServices: stages}
+		exOff, err := off.Examples(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := seriesByName(exOff, "catalog"); c.Exo != nil && len(c.Exo.Funnel) != 0 {
+			t.Errorf("funnel %v: catalog still has funnel inputs %d", stages, len(c.Exo.Funnel))
+		}
 	}
 
 	// Unchanged data, byte-identical examples (the cache depends on it),
@@ -560,5 +583,58 @@ func TestTransformAppliesSeriesEvents(t *testing.T) {
 	}
 	if !slices.Equal(g.Layout.EventCats, []string{"campaign", "release"}) || len(ex.Events) != 1 {
 		t.Errorf("layout %v, examples' events %v", g.Layout.EventCats, ex.Events)
+	}
+}
+
+// TestStorePipelineUsesTheFunnel: with the funnel services in the store,
+// the model trained by `lbsys pipeline run` has the funnel's SVD features
+// and their SVD basis, and without them it has none.
+func TestStorePipelineUsesTheFunnel(t *testing.T) {
+	for _, tc := range []struct {
+		names      []string
+		wantFunnel bool
+	}{
+		{[]string{"catalog", "cart", "checkout", "payment"}, true},
+		{[]string{"alpha", "beta", "gamma", "delta"}, false},
+	} {
+		ctx := context.Background()
+		st := openStore(t)
+		for i, in := range synthSeries(4, 12, 15*time.Minute, 13) {
+			s := in.Series
+			writeLoad(t, st, store.SeriesKey{Service: tc.names[i], Metric: "requests"}, s.Start, s.Step, s.Len(),
+				func(j int) float64 { return s.Values[j] })
+		}
+		dir := t.TempDir()
+		md := &StoreMetadata{Store: st, Payloads: &Store{Dir: dir}}
+		src := &StoreSource{Store: st, Lookahead: 2 * time.Hour}
+		cfg := smallConfig(src)
+		cfg.Options.NoLSTM = true
+		cfg.Sink = &StoreSink{Store: st, Source: src}
+		r := newRunner(t, md, dir)
+		res, err := r.Run(ctx, "funnel", Standard(cfg, r.Store, md))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := As[*ModelArtifact](res.Artifacts["model"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var feats []string
+		for _, f := range m.Model.Features {
+			if strings.HasPrefix(f, "funnel_") {
+				feats = append(feats, f)
+			}
+		}
+		basis := 0
+		for _, sp := range m.Model.Specs {
+			basis += len(sp.FunnelBasis)
+		}
+		if got := m.Model.Layout.Funnel > 0 && len(feats) > 0 && basis > 0; got != tc.wantFunnel {
+			t.Errorf("services %v: funnel layout %d, features %v, basis vectors %d; want funnel %v",
+				tc.names, m.Model.Layout.Funnel, feats, basis, tc.wantFunnel)
+		}
+		if o, _ := src.Origin(tc.names[0]); (len(o.Funnel) == 4) != tc.wantFunnel {
+			t.Errorf("services %v: origin funnel %v", tc.names, o.Funnel)
+		}
 	}
 }
