@@ -48,9 +48,18 @@ func TestEnsembleBeatsSeasonalNaiveOnRealTraces(t *testing.T) {
 		file, col string
 		h         []int
 	}
+	// Every trace of the workspace long enough for 30 min and 2 h horizons
+	// (the Azure arrivals last 58 minutes), at those horizons in steps.
+	// Under -race (the README's test command) only the small ones run;
+	// the README's second test step runs them all without it.
 	cases := []tc{{"pedestrians_hourly.csv", "location_4", []int{1, 2}}, {"pedestrians_hourly.csv", "location_41", []int{1, 2}}}
 	if !raceEnabled && !testing.Short() {
-		cases = append(cases, tc{"nasa_http_1995_07_5min.csv", "", []int{6, 24}})
+		cases = append(cases,
+			tc{"nasa_http_1995_07_5min.csv", "", []int{6, 24}},
+			tc{"nasa_http_1995_07_1min.csv", "", []int{30, 120}},
+			tc{"nyc_taxi_30min.csv", "", []int{1, 4}},
+			tc{"twitter_amzn_5min.csv", "", []int{6, 24}},
+			tc{"flights_departures_5min.csv", "", []int{6, 24}})
 	}
 	for _, c := range cases {
 		t.Run(c.file+"/"+c.col, func(t *testing.T) {
