@@ -83,7 +83,8 @@ func validate(t *testing.T, ex *Examples, sc *Schema) (*Anomalies, error) {
 func TestExampleValidatorFindsCraftedAnomalies(t *testing.T) {
 	good := &Examples{Series: []RawSeries{healthy("api", 500, 100), healthy("db", 500, 50)}}
 	sc := schemaFor(t, good, &SchemaGen{})
-	if len(sc.Series) != 2 || sc.Series[0].Step != time.Minute || !sc.Series[0].Required || sc.Series[0].Exo[0] != "transactions" {
+	if len(sc.Series) != 2 || sc.Series[0].Step != time.Minute || !sc.Series[0].Required || sc.Series[0].Exo[0] != "transactions" ||
+		sc.Series[0].Type != TypeCount {
 		t.Fatalf("schema %+v", sc.Series)
 	}
 	if an, err := validate(t, good, sc); err != nil || len(an.Items) != 0 {
@@ -98,6 +99,7 @@ func TestExampleValidatorFindsCraftedAnomalies(t *testing.T) {
 	bad.T[40] += 20_000                                                                     // off grid (20 s)
 	bad.T, bad.V = append(bad.T[:100], bad.T[150:]...), append(bad.V[:100], bad.V[150:]...) // a 50-step gap
 	bad.V[200] = 1e6                                                                        // out of range
+	bad.V[210] = 104.5                                                                      // not a count
 	for i := len(bad.V) * 4 / 5; i < len(bad.V); i++ {                                      // drift in the recent part
 		bad.V[i] = 5000 + float64(i%7)
 	}
@@ -107,13 +109,25 @@ func TestExampleValidatorFindsCraftedAnomalies(t *testing.T) {
 		t.Fatalf("no kind is fatal by default for these, got %v", err)
 	}
 	for _, k := range []string{AnomalyMissingValues, AnomalyDuplicateTime, AnomalyUnorderedTime, AnomalyOffGrid, AnomalyGaps,
-		AnomalyOutOfRange, AnomalyDrift, AnomalyMissingField} {
+		AnomalyOutOfRange, AnomalyDrift, AnomalyMissingField, AnomalyValueType} {
 		if !an.Has("api", k) {
 			t.Errorf("missed %s", k)
 		}
 	}
 	if !an.Has("db", AnomalyMissingSeries) {
 		t.Error("missed the missing series")
+	}
+	// A series of rates is typed real: fractions are no anomaly there.
+	rates := healthy("rate", 500, 100)
+	for i := range rates.V {
+		rates.V[i] += 0.25
+	}
+	rsc := schemaFor(t, &Examples{Series: []RawSeries{rates}}, &SchemaGen{})
+	if rsc.Series[0].Type != TypeReal {
+		t.Errorf("rates typed %q", rsc.Series[0].Type)
+	}
+	if ran, _ := validate(t, &Examples{Series: []RawSeries{rates}}, rsc); ran.Has("rate", AnomalyValueType) {
+		t.Error("fractional rates reported against a real-typed schema")
 	}
 	for _, a := range an.Items {
 		if a.Severity == "fatal" {

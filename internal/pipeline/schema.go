@@ -23,6 +23,7 @@ const (
 	AnomalyDrift          = "drift"                // recent values' distribution moved
 	AnomalyNoData         = "no_data"              // not one known value
 	AnomalyUnknownSeries  = "unknown_series"       // a series the schema does not know
+	AnomalyValueType      = "value_type"           // values not of the schema's type
 	defaultDriftThreshold = 0.1
 	defaultMaxGapFraction = 0.2
 )
@@ -38,6 +39,10 @@ type SeriesSchema struct {
 	Step time.Duration `json:"step"`
 	// Required series must be present in every run.
 	Required bool `json:"required"`
+	// Type is the values' type: TypeCount (whole numbers: requests per
+	// step) or TypeReal (rates, means). Empty in schemas from before
+	// types: not checked.
+	Type string `json:"type,omitempty"`
 	// Min and Max bound plausible values.
 	Min float64 `json:"min"`
 	Max float64 `json:"max"`
@@ -84,11 +89,20 @@ func (s *Schema) fatal(kind string) bool {
 	return false
 }
 
+// Value types of SeriesSchema.Type.
+const (
+	TypeCount = "count"
+	TypeReal  = "real"
+)
+
 // inferSeries derives a series' schema from its statistics, with room:
 // values up to three times the maximum seen are plausible.
 func inferSeries(st SeriesStats) SeriesSchema {
 	ss := SeriesSchema{Name: st.Name, Step: st.Step, Required: true, Min: 0, Max: 3 * st.Max,
-		Deciles: st.Deciles, Exo: st.HasExo}
+		Deciles: st.Deciles, Exo: st.HasExo, Type: TypeCount}
+	if st.Fractional > 0 {
+		ss.Type = TypeReal
+	}
 	if st.Min < 0 {
 		ss.Min = 3 * st.Min
 	}
@@ -113,7 +127,7 @@ type SchemaGen struct {
 func (*SchemaGen) Name() string { return "SchemaGen" }
 
 // Version implements Versioned.
-func (*SchemaGen) Version() string { return "1" }
+func (*SchemaGen) Version() string { return "2" }
 
 // Inputs implements Component.
 func (*SchemaGen) Inputs() []Port {
@@ -301,6 +315,9 @@ func Validate(st *Statistics, sc *Schema) *Anomalies {
 			}
 			add(s.Name, AnomalyGaps, sev, fmt.Sprintf("%d missing steps (%.1f%%), the longest %d steps; kept as gaps, never zero", s.GapSteps, 100*frac, s.LongestGap), s.GapSteps)
 		}
+		if ss.Type == TypeCount && s.Fractional > 0 {
+			add(s.Name, AnomalyValueType, "warning", fmt.Sprintf("%d values are not whole numbers; the schema expects counts (a rate where counts were, or a unit change?)", s.Fractional), s.Fractional)
+		}
 		if s.Min < ss.Min || s.Max > ss.Max {
 			add(s.Name, AnomalyOutOfRange, "warning", fmt.Sprintf("values span [%g, %g], the schema allows [%g, %g]", s.Min, s.Max, ss.Min, ss.Max), 0)
 		}
@@ -334,7 +351,7 @@ type ExampleValidator struct{}
 func (*ExampleValidator) Name() string { return "ExampleValidator" }
 
 // Version implements Versioned.
-func (*ExampleValidator) Version() string { return "1" }
+func (*ExampleValidator) Version() string { return "2" }
 
 // Inputs implements Component.
 func (*ExampleValidator) Inputs() []Port { return []Port{{Name: "statistics"}, {Name: "schema"}} }

@@ -37,6 +37,8 @@ type SeriesStats struct {
 	Mean     float64 `json:"mean"`
 	Std      float64 `json:"std"`
 	Negative int     `json:"negative"`
+	// Fractional counts known values that are not whole numbers.
+	Fractional int `json:"fractional"`
 	// Deciles of all known values, and the values of the most recent
 	// fifth of the rows (for drift against the schema).
 	Deciles []float64 `json:"deciles"`
@@ -125,6 +127,9 @@ func statsOf(r RawSeries) SeriesStats {
 		if v < 0 {
 			s.Negative++
 		}
+		if v != math.Trunc(v) {
+			s.Fractional++
+		}
 		vals = append(vals, v)
 		sum += v
 		sq += v * v
@@ -171,7 +176,7 @@ type StatisticsGen struct{}
 func (*StatisticsGen) Name() string { return "StatisticsGen" }
 
 // Version implements Versioned.
-func (*StatisticsGen) Version() string { return "1" }
+func (*StatisticsGen) Version() string { return "2" }
 
 // Inputs implements Component.
 func (*StatisticsGen) Inputs() []Port { return []Port{{Name: "examples"}} }
