@@ -11,7 +11,7 @@ set -euo pipefail
 
 # ----------------------------------------------------------------------------
 # defaults
-ALL_PEERS="nginx,haproxy,caddy,lbsys,goproxy"
+ALL_PEERS="nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy"
 PEERS="$ALL_PEERS"
 ROUNDS=3
 DURATION="10s"
@@ -25,6 +25,8 @@ PORT_CADDY=18083
 PORT_LBSYS=18084
 PORT_GOPROXY=18085
 PORT_LBSYS_ADMIN=19901
+PORT_LBSYS_STICKY=18086
+PORT_LBSYS_STICKY_ADMIN=19902
 PROXY_CPU=0
 LOAD_CPU=1
 QUIET_PCT=10      # a quiet second: machine non-idle CPU below this % of one core
@@ -53,7 +55,9 @@ every run (including discarded ones) to bench/results/peers-<date>.csv.
 Options:
   --peers LIST          comma-separated peers to run, in this order in odd
                         rounds (reversed in even rounds).
-                        Default: nginx,haproxy,caddy,lbsys,goproxy
+                        Default: nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy
+                        (lbsys-sticky: lbsys plus cookie affinity, slow
+                        start and the JSON-lines telemetry sink)
   --rounds N            rounds; each round runs every peer once. Default 3.
   --duration D          measured wrk run length (Ns, Nm or N seconds). Default 10s.
   --warmup D            wrk warm-up before each measured run. Default 3s.
@@ -65,6 +69,7 @@ Options:
   --port-nginx P        Default 18081.      --port-haproxy P   Default 18082.
   --port-caddy P        Default 18083.      --port-lbsys P     Default 18084.
   --port-goproxy P      Default 18085.      --port-lbsys-admin P  Default 19901.
+  --port-lbsys-sticky P Default 18086.      --port-lbsys-sticky-admin P  Default 19902.
   --proxy-cpu N         core the proxy is pinned on. Default 0.
   --load-cpu N          core wrk and the backends are pinned on. Default 1.
   --quiet-pct N         before each run, wait (up to 10 tries of 1 s) for a
@@ -113,6 +118,8 @@ while [ $# -gt 0 ]; do
 	--port-lbsys) PORT_LBSYS="${2:?}"; shift ;;
 	--port-goproxy) PORT_GOPROXY="${2:?}"; shift ;;
 	--port-lbsys-admin) PORT_LBSYS_ADMIN="${2:?}"; shift ;;
+	--port-lbsys-sticky) PORT_LBSYS_STICKY="${2:?}"; shift ;;
+	--port-lbsys-sticky-admin) PORT_LBSYS_STICKY_ADMIN="${2:?}"; shift ;;
 	--proxy-cpu) PROXY_CPU="${2:?}"; shift ;;
 	--load-cpu) LOAD_CPU="${2:?}"; shift ;;
 	--quiet-pct) QUIET_PCT="${2:?}"; shift ;;
@@ -138,7 +145,7 @@ to_seconds() {
 DUR_S=$(to_seconds "$DURATION")
 WARM_S=$(to_seconds "$WARMUP")
 for v in ROUNDS CONNECTIONS MAX_SECONDS DUR_S WARM_S PROXY_CPU LOAD_CPU QUIET_PCT GUARD_PCT MAX_REPEATS \
-	PORT_NGINX PORT_HAPROXY PORT_CADDY PORT_LBSYS PORT_GOPROXY PORT_LBSYS_ADMIN; do
+	PORT_NGINX PORT_HAPROXY PORT_CADDY PORT_LBSYS PORT_GOPROXY PORT_LBSYS_ADMIN PORT_LBSYS_STICKY PORT_LBSYS_STICKY_ADMIN; do
 	is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
 done
 [ "$ROUNDS" -ge 1 ] || die "--rounds must be >= 1"
@@ -383,7 +390,7 @@ now() { date +%s.%N; }
 peer_port() {
 	case "$1" in
 	nginx) echo "$PORT_NGINX" ;; haproxy) echo "$PORT_HAPROXY" ;; caddy) echo "$PORT_CADDY" ;;
-	lbsys) echo "$PORT_LBSYS" ;; goproxy) echo "$PORT_GOPROXY" ;;
+	lbsys) echo "$PORT_LBSYS" ;; goproxy) echo "$PORT_GOPROXY" ;; lbsys-sticky) echo "$PORT_LBSYS_STICKY" ;;
 	esac
 }
 
@@ -498,6 +505,22 @@ $lines    admission: {min_limit: 100, initial_limit: 100}
         path: /healthz
         interval: 5s
 EOF
+	# lbsys-sticky: the same plus HMAC-signed cookie affinity (wrk sends
+	# no cookie, so every request is picked and answered with a signed
+	# Set-Cookie: the worst case of affinity), slow start and the
+	# JSON-lines telemetry sink.
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/lbsys/affinity.key"
+	sed -e "s/127.0.0.1:$PORT_LBSYS_ADMIN/127.0.0.1:$PORT_LBSYS_STICKY_ADMIN/" \
+		-e "s/127.0.0.1:$PORT_LBSYS\$/127.0.0.1:$PORT_LBSYS_STICKY/" \
+		"$TMP/lbsys/lbsys.yaml" >"$TMP/lbsys/sticky.yaml"
+	cat >>"$TMP/lbsys/sticky.yaml" <<EOF
+      slow_start: {window: 30s}
+    affinity:
+      type: cookie
+      cookie: {secret_file: $TMP/lbsys/affinity.key}
+telemetry:
+  jsonl_path: $TMP/lbsys/telemetry.jsonl
+EOF
 }
 
 # start_peer NAME -> sets PEER_PID (the PID whose process tree is the proxy)
@@ -510,6 +533,7 @@ start_peer() {
 	caddy) cmd=(env HOME="$TMP/caddy" XDG_DATA_HOME="$TMP/caddy/data" XDG_CONFIG_HOME="$TMP/caddy/config"
 		caddy run --config "$TMP/caddy/Caddyfile" --adapter caddyfile) ;;
 	lbsys) cmd=("$TMP/bin/lbsys" proxy --config "$TMP/lbsys/lbsys.yaml") ;;
+	lbsys-sticky) cmd=("$TMP/bin/lbsys" proxy --config "$TMP/lbsys/sticky.yaml") ;;
 	goproxy) local b="" p
 		for p in "${BPORTS[@]}"; do b+="127.0.0.1:$p,"; done
 		cmd=("$TMP/bin/goproxy" -listen "127.0.0.1:$PORT_GOPROXY" -backends "${b%,}" -max-idle-per-host 64) ;;
@@ -537,7 +561,7 @@ peer_version() {
 	nginx) nginx -v 2>&1 | sed 's/.*version: //' ;;
 	haproxy) haproxy -v 2>&1 | head -1 | awk '{print "HAProxy " $3}' ;;
 	caddy) caddy version 2>/dev/null | awk '{print "Caddy " $1}' ;;
-	lbsys) local rev
+	lbsys | lbsys-sticky) local rev
 		rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) || rev="no commit"
 		[ -z "$(git -C "$REPO" status --porcelain -- cmd internal go.mod 2>/dev/null)" ] || rev+=", modified"
 		echo "lbsys ($rev)" ;;
@@ -724,9 +748,9 @@ for p in "${PEER_LIST[@]}"; do
 	case "$p" in
 	goproxy) bounded 300 go build -o "$TMP/bin/goproxy" ./bench/goproxy >"$TMP/build-goproxy.log" 2>&1 ||
 		{ log "go build ./bench/goproxy failed; skipping goproxy"; cat "$TMP/build-goproxy.log" >&2; SKIP[$p]=1; } ;;
-	lbsys) log "building lbsys"
-		bounded 300 go build -o "$TMP/bin/lbsys" ./cmd/lbsys >"$TMP/build-lbsys.log" 2>&1 ||
-		{ log "go build ./cmd/lbsys failed; skipping lbsys:"; sed 's/^/    /' "$TMP/build-lbsys.log" | head -20 >&2; SKIP[$p]=1; } ;;
+	lbsys | lbsys-sticky) [ -x "$TMP/bin/lbsys" ] || { log "building lbsys"
+		bounded 300 go build -o "$TMP/bin/lbsys" ./cmd/lbsys >"$TMP/build-lbsys.log" 2>&1; } ||
+		{ log "go build ./cmd/lbsys failed; skipping $p:"; sed 's/^/    /' "$TMP/build-lbsys.log" | head -20 >&2; SKIP[$p]=1; } ;;
 	*) command -v "$p" >/dev/null 2>&1 || { log "$p is not installed; skipping $p"; SKIP[$p]=1; } ;;
 	esac
 done
