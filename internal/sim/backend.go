@@ -294,7 +294,12 @@ func (r *replica) start(a *attempt, now int64) {
 		}
 	}
 	if c := r.svc.spec.Cache; c != nil && c.HitRatio > 0 {
-		warm := 1 - math.Exp(-float64(r.served)/c.WarmRequests)
+		// exp(−x) is exactly 0 for x beyond 745 (the float64 underflow),
+		// so a long-warm replica skips the exp: same bits, less work.
+		warm := 1.0
+		if x := float64(r.served) / c.WarmRequests; x < 800 {
+			warm = 1 - math.Exp(-x)
+		}
 		if req.u < c.HitRatio*warm {
 			d *= c.HitCost
 		}

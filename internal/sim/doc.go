@@ -61,6 +61,10 @@
 // heterogeneity, the Prequal paper's testbed result, the HPA algorithm
 // against the Kubernetes controller's, and that every pick gets its Done and
 // every admission its Release or Cancel through crashes, timeouts and
-// scaling. bench/sim2real.sh compares a small scenario with the same one run
-// for real on loopback.
+// scaling. Focused tests pin the metrics (SLO-violation minutes and
+// incidents, utilisation spread, goodput), session abandonment, cache
+// warmth, node provisioning, the rate curves and trace scaling, and the
+// engine's event order; FuzzParseScenario and FuzzParseTrace fuzz the
+// parsers. bench/sim2real.sh compares a small scenario with the same one
+// run for real on loopback.
 package sim

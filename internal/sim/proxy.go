@@ -425,7 +425,7 @@ func (s *Sim) tryAttempt(r *request) {
 	}
 	if ps.prober != nil && !ps.probeArm {
 		ps.probeArm = true
-		s.eng.after(int64(s.sc.Proxies.ProbeTick), ps, psProbeTick)
+		s.eng.afterLane(laneProbe, int64(s.sc.Proxies.ProbeTick), ps, psProbeTick)
 	}
 	r.pick, r.snap = pk, snap
 	r.rep = snap.reps[pk.Slot]
@@ -438,7 +438,7 @@ func (s *Sim) tryAttempt(r *request) {
 	a.phase = phWire
 	r.att = a
 	if s.rtt > 0 {
-		s.eng.after(s.rtt/2, a, int64(a.gen)<<8|attArrive)
+		s.eng.afterLane(laneRTT, s.rtt/2, a, int64(a.gen)<<8|attArrive)
 	} else {
 		a.rep.arrive(a)
 	}
@@ -461,7 +461,7 @@ func (s *Sim) stickySlot(r *request, snap *snapshot) int {
 func (s *Sim) reply(a *attempt) {
 	a.phase = phReply
 	if s.rtt > 0 {
-		s.eng.after(s.rtt/2, a, int64(a.gen)<<8|attReply)
+		s.eng.afterLane(laneRTT, s.rtt/2, a, int64(a.gen)<<8|attReply)
 	} else {
 		s.eng.soon(a, int64(a.gen)<<8|attReply)
 	}
@@ -570,8 +570,16 @@ func (s *Sim) observe(r *request, status int, fail uint8, load balance.LoadRepor
 	ps := r.ps
 	now := s.now()
 	wall := s.eng.wall(now)
+	// Field by field into the zeroed struct: a composite literal is built
+	// on the stack and copied over with wide loads that stall on the
+	// narrow stores just made (store-to-load forwarding).
 	d := &ps.done
-	*d = balance.DoneInfo{Now: wall, Latency: time.Duration(now - r.attStart), Status: status, Failed: fail != failNone, Load: load}
+	*d = balance.DoneInfo{}
+	d.Now = wall
+	d.Latency = time.Duration(now - r.attStart)
+	d.Status = status
+	d.Failed = fail != failNone
+	d.Load = load
 	r.snap.picker.Done(r.pick, d)
 	r.snap = nil
 	if m := ps.member(r.rep); m != nil {
@@ -728,6 +736,7 @@ func (s *Sim) final(r *request, status int, fail uint8, hadResponse bool) {
 		r.sess.onResponse(r)
 	}
 	s.freeRequest(r)
+	ps.timeouts.dropDone()
 }
 
 // sendProbes is the prequal probe driver's tick.
@@ -758,7 +767,7 @@ func (ps *proxySvc) sendProbes() {
 		ps.probesOut++
 		p := s.allocProbe()
 		p.ps, p.ep, p.rep = ps, e, r
-		s.eng.after(s.rtt/2, p, 0)
+		s.eng.afterLane(laneRTT, s.rtt/2, p, 0)
 	}
 }
 
@@ -782,7 +791,7 @@ func (p *probe) handle(arg int64) {
 			return
 		}
 		p.rif = p.rep.rif()
-		s.eng.after(s.rtt/2, p, 1)
+		s.eng.afterLane(laneRTT, s.rtt/2, p, 1)
 		return
 	}
 	p.ps.probesOut--
@@ -824,8 +833,27 @@ func (q *reqFIFO) peek() (*request, uint32, bool) {
 
 func (q *reqFIFO) pop() {
 	q.buf[q.head] = reqRef{}
-	q.head = (q.head + 1) % len(q.buf)
+	q.head++
+	if q.head == len(q.buf) {
+		q.head = 0
+	}
 	q.size--
+}
+
+// dropDone pops the answered requests at the head. Deadlines are only
+// checked when the oldest one falls due, so without this the ring would
+// hold every request of the last timeout span (30s by default: tens of
+// thousands of entries for the garbage collector to scan); with it, it
+// reaches back only to the oldest request still in flight. The live
+// entries, their order and the expiry timer are the same either way.
+func (q *reqFIFO) dropDone() {
+	for q.size > 0 {
+		x := &q.buf[q.head]
+		if x.r.gen == x.gen && !x.r.done {
+			return
+		}
+		q.pop()
+	}
 }
 
 // Free lists.

@@ -72,12 +72,17 @@ func buildRate(sc *Scenario) (*rateCurve, error) {
 			from = tr.first()
 		}
 		stepS := float64(tr.step) / 1e9
+		for k := 0; k < n; k++ {
+			rc.knots[k], rc.gap[k] = tr.value(traceTime(from, tl.Speed, int64(k)*res))
+		}
 		if tl.PeakRPS > 0 {
-			// The maximum over the replayed span maps to PeakRPS.
-			mx := 0.0
-			for k := 0; k < n; k++ {
-				v, _ := tr.value(traceTime(from, tl.Speed, int64(k)*res))
-				mx = math.Max(mx, v)
+			// The maximum over the replayed span, [0, duration], maps to
+			// PeakRPS: the knots up to the end, and the curve at the end
+			// (the last knot lies past it, there for the interpolation
+			// only; a spike just after the span must not scale it down).
+			mx := rc.at(int64(sc.Duration))
+			for k := 0; k < n && int64(k)*res <= int64(sc.Duration); k++ {
+				mx = math.Max(mx, rc.knots[k])
 			}
 			if mx <= 0 {
 				return nil, fmt.Errorf("load.trace: the replayed span of %s has no demand", tl.File)
@@ -86,10 +91,8 @@ func buildRate(sc *Scenario) (*rateCurve, error) {
 		} else {
 			peakScale = tl.Speed / stepS
 		}
-		for k := 0; k < n; k++ {
-			v, gap := tr.value(traceTime(from, tl.Speed, int64(k)*res))
-			rc.knots[k] = v * peakScale
-			rc.gap[k] = gap
+		for k := range rc.knots {
+			rc.knots[k] *= peakScale
 		}
 	}
 	for k := 0; k < n; k++ {
@@ -127,20 +130,31 @@ func buildRate(sc *Scenario) (*rateCurve, error) {
 	return rc, nil
 }
 
+// traceTime is the trace time (unix ns) replayed at virtual time t. A
+// replay running past the year 2262 (a high speed over a long run) reads
+// beyond any trace rather than wrapping around.
 func traceTime(from time.Time, speed float64, t int64) int64 {
-	return from.UnixNano() + int64(float64(t)*speed)
+	off := float64(t) * speed
+	if off >= 1<<62 {
+		return math.MaxInt64
+	}
+	return from.UnixNano() + int64(off)
 }
 
 // curveAt is the parametric daily and weekly cycle at calendar time cal.
+// The weekly cosine peaks at noon of the peak day (d − pd = ½), so the
+// peak day is the busiest of the week and its neighbours are equally
+// busy; centred on the day's first instant instead, the day before would
+// be exactly as busy as the peak day.
 func curveAt(c *Curve, cal time.Time) float64 {
-	h := float64(cal.Hour()) + float64(cal.Minute())/60 + float64(cal.Second())/3600
+	h := float64(cal.Hour()) + float64(cal.Minute())/60 + float64(cal.Second())/3600 + float64(cal.Nanosecond())/3.6e12
 	r := c.Base
 	if c.Diurnal > 0 {
 		r *= 1 + c.Diurnal*math.Cos(2*math.Pi*(h-c.PeakHour)/24)
 	}
 	if c.Weekly > 0 {
 		d := float64(cal.Weekday()) + h/24
-		pd := float64(slices.Index(weekdays, strings.ToLower(c.PeakDay)))
+		pd := float64(slices.Index(weekdays, strings.ToLower(c.PeakDay))) + 0.5
 		r *= 1 + c.Weekly*math.Cos(2*math.Pi*(d-pd)/7)
 	}
 	return r
@@ -201,7 +215,10 @@ func (a *arrivals) next() (int64, bool) {
 		if a.t >= a.end {
 			return 0, false
 		}
-		if k := a.t / a.rc.res; k != a.seg {
+		if a.seg < 0 || a.t >= a.segEnd {
+			// Time only moves forward, and within [seg·res, segEnd) it is
+			// in segment seg: one division per segment, not per candidate.
+			k := a.t / a.rc.res
 			a.seg = k
 			a.segEnd = min((k+1)*a.rc.res, a.end)
 			i := int(min(k, int64(len(a.rc.knots)-2)))
@@ -220,8 +237,20 @@ func (a *arrivals) next() (int64, bool) {
 		if dt == 0 {
 			a.t++ // keep time moving at absurd rates
 		}
-		if lam := a.rc.at(a.t) * a.scale; lam >= a.bound || a.rng.Float64()*a.bound <= lam {
+		if lam := a.rateInSeg() * a.scale; lam >= a.bound || a.rng.Float64()*a.bound <= lam {
 			return a.t, true
 		}
 	}
+}
+
+// rateInSeg is rc.at(a.t) for a.t in the current segment, without
+// rc.at's division to find the segment (the same arithmetic otherwise, so
+// the same bits).
+func (a *arrivals) rateInSeg() float64 {
+	rc, k := a.rc, a.seg
+	if int(k) >= len(rc.knots)-1 {
+		return rc.knots[len(rc.knots)-1]
+	}
+	f := float64(a.t-k*rc.res) / float64(rc.res)
+	return rc.knots[k] + f*(rc.knots[k+1]-rc.knots[k])
 }

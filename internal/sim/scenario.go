@@ -89,8 +89,11 @@ type Load struct {
 }
 
 // Curve is base × (1 + diurnal·cos(2π(h − peak_hour)/24)) × (1 +
-// weekly·cos(2π(d − peak_day)/7)), with h the hour of day and d the day of
-// week of the simulated calendar time (UTC).
+// weekly·cos(2π(d − peak_day − ½)/7)), with h the hour of the day and d
+// the day of the week in days since Sunday 00:00 (fractional) of the
+// simulated calendar time (UTC), peak_day counted the same way: the daily
+// cycle peaks at peak_hour, the weekly one at noon of peak_day, which is
+// the busiest day of the week.
 type Curve struct {
 	// Base is the mean rate in requests per second. Required.
 	Base float64 `yaml:"base"`
@@ -1150,6 +1153,9 @@ func (sc *Scenario) validate(v *validator) {
 		}
 		if t.PeakRPS < 0 {
 			v.errf("load.trace.peak_rps", "negative")
+		}
+		if !t.From.IsZero() && (t.From.Before(traceMinTime) || !t.From.Before(traceMaxTime)) {
+			v.errf("load.trace.from", "%s is outside the years 1900 to 2099 a trace may cover", t.From.Format(time.RFC3339))
 		}
 	}
 	if s := l.Steps; s != nil {

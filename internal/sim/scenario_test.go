@@ -2,6 +2,7 @@ package sim
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,4 +204,29 @@ func FuzzParseScenario(f *testing.F) {
 			t.Fatalf("accepted scenario does not run: %v", err)
 		}
 	})
+}
+
+// TestHeterogeneousTextMatchesSpeeds: the heterogeneous scenario's comment
+// and description state the speed range its YAML draws from.
+func TestHeterogeneousTextMatchesSpeeds(t *testing.T) {
+	data, err := scenarios.Read("heterogeneous")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ParseScenario(data, "heterogeneous.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sc.Services[0].SpeedRange
+	if r == nil {
+		t.Fatal("no speed_range")
+	}
+	desc := fmt.Sprintf("speeds %.1fx-%.1fx", r.Min, r.Max)
+	comment := fmt.Sprintf("at %.1fx to %.1fx its allocation", r.Min, r.Max)
+	if !strings.Contains(sc.Description, desc) {
+		t.Errorf("description %q does not say %q", sc.Description, desc)
+	}
+	if !strings.Contains(string(data), comment) {
+		t.Errorf("the comment does not say %q", comment)
+	}
 }

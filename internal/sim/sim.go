@@ -82,6 +82,7 @@ type Sim struct {
 	rtt         int64
 	abandonNs   int64
 	thinkMean   float64
+	thinkMu     float64 // log-normal think time's μ = ln(mean) − σ²/2, σ = 1
 	thinkLogNrm bool
 	cluster     cluster
 
@@ -161,6 +162,9 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 		workRng:   newStream(seed, "work", 0),
 	}
 	s.thinkLogNrm = sc.Clients.ThinkDist == "lognormal"
+	if s.thinkMean > 0 {
+		s.thinkMu = math.Log(s.thinkMean) - 0.5
+	}
 	s.eng.epoch = sc.Start
 	s.nextProg = opts.ProgressEvery
 	if s.rc, err = buildRate(sc); err != nil {
@@ -218,7 +222,7 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 	s.arr = newArrivals(s.rc, scale, s.end, newStream(seed, "arrivals", 0))
 	if t, ok := s.arr.next(); ok {
 		s.lastSched = t
-		s.eng.at(t, s, evArrival)
+		s.eng.atLane(laneArrival, t, s, evArrival)
 	}
 	s.eng.at(int64(sc.Window), s, evMinute)
 	for i, f := range sc.Failures {
@@ -298,7 +302,7 @@ func (s *Sim) handle(arg int64) {
 		s.arrive()
 		if t, ok := s.arr.next(); ok {
 			s.lastSched = t
-			s.eng.at(t, s, evArrival)
+			s.eng.atLane(laneArrival, t, s, evArrival)
 		}
 	case evMinute:
 		s.met.minute(s.eng.now)
@@ -391,8 +395,7 @@ func (s *Sim) think() int64 {
 	}
 	var d float64
 	if s.thinkLogNrm {
-		mu := math.Log(s.thinkMean) - 0.5
-		d = math.Exp(mu + s.clientRng.NormFloat64())
+		d = math.Exp(s.thinkMu + s.clientRng.NormFloat64())
 	} else {
 		d = s.thinkMean * s.clientRng.ExpFloat64()
 	}

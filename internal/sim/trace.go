@@ -34,8 +34,25 @@ type trace struct {
 
 const maxTraceRows = 10_000_000
 
+// The times a trace may hold: time.UnixNano is only defined from 1678 to
+// 2262, and a trace spanning more than 292 years would overflow the
+// differences between its rows; 1900 to 2100 holds every real trace.
+var (
+	traceMinTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	traceMaxTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // parseTrace reads a CSV with a header naming timeCol and valueCol.
+//
+// On success the trace satisfies (FuzzParseTrace checks it): at least two
+// rows with a value; t strictly increasing, within [1900, 2100); v finite
+// and >= 0 (never -0), as long as t; step > 0; bridge[i] is t[i+1]−t[i]
+// <= 3·step.
+// Errors start with name (and name:line for a row's error).
 func parseTrace(data []byte, name, timeCol, valueCol string) (*trace, error) {
+	// A spreadsheet's UTF-8 byte order mark would hide the first column's
+	// name.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
@@ -60,16 +77,15 @@ func parseTrace(data []byte, name, timeCol, valueCol string) (*trace, error) {
 	}
 	tr := &trace{name: name}
 	var allT []int64
-	line := 1
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line++
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		line, _ := r.FieldPos(0) // a quoted field may span lines
 		if len(allT) >= maxTraceRows {
 			return nil, fmt.Errorf("%s: more than %d rows", name, maxTraceRows)
 		}
@@ -80,9 +96,12 @@ func parseTrace(data []byte, name, timeCol, valueCol string) (*trace, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: column %q: %v", name, line, timeCol, err)
 		}
+		if t.Before(traceMinTime) || !t.Before(traceMaxTime) {
+			return nil, fmt.Errorf("%s:%d: column %q: %s is outside the years 1900 to 2099 a trace may cover", name, line, timeCol, strings.TrimSpace(rec[ti]))
+		}
 		ns := t.UnixNano()
 		if n := len(allT); n > 0 && ns <= allT[n-1] {
-			return nil, fmt.Errorf("%s:%d: column %q: %s is not after the previous row: rows must be in increasing time", name, line, timeCol, rec[ti])
+			return nil, fmt.Errorf("%s:%d: column %q: %s is not after the previous row: rows must be in increasing time", name, line, timeCol, strings.TrimSpace(rec[ti]))
 		}
 		allT = append(allT, ns)
 		s := strings.TrimSpace(rec[vi])
@@ -92,6 +111,9 @@ func parseTrace(data []byte, name, timeCol, valueCol string) (*trace, error) {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 			return nil, fmt.Errorf("%s:%d: column %q: %q is not a count >= 0", name, line, valueCol, s)
+		}
+		if v == 0 {
+			v = 0 // "-0" is 0, not a negative zero in the rates and reports
 		}
 		tr.t = append(tr.t, ns)
 		tr.v = append(tr.v, v)
@@ -113,7 +135,10 @@ func parseTrace(data []byte, name, timeCol, valueCol string) (*trace, error) {
 	tr.bridge = make([]bool, len(tr.t)-1)
 	for i := range tr.bridge {
 		// At most two missing steps between known rows: interpolate.
-		tr.bridge[i] = tr.t[i+1]-tr.t[i] <= 3*tr.step
+		// (d-1)/3 < step is d <= 3·step without the product, which
+		// overflows for a step over 97 years.
+		d := tr.t[i+1] - tr.t[i]
+		tr.bridge[i] = (d-1)/3 < tr.step
 	}
 	return tr, nil
 }
