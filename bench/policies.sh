@@ -9,7 +9,7 @@
 # got. Loopback only; kills only what it started; bounded in time.
 set -euo pipefail
 
-POLICIES="round_robin,random,least_request,peak_ewma,prequal"
+POLICIES="round_robin,random,least_request,peak_ewma,prequal,weighted,ring_hash,maglev"
 DURATION=30s
 WARMUP=5s
 WORKERS=8
@@ -31,7 +31,7 @@ Runs every policy in turn against the same open-loop load on 6 catalog
 instances of `lbsys shop` (2 at half speed) and prints a Markdown table.
 
 Options:
-  --policies LIST    comma-separated policies (default round_robin,random,least_request,peak_ewma,prequal)
+  --policies LIST    comma-separated policies (default round_robin,random,least_request,peak_ewma,prequal,weighted,ring_hash,maglev)
   --duration D       measured run per policy (default 30s)
   --warmup D         unmeasured run before it, same rate (default 5s)
   --load-pct P       offered load as % of total capacity (default 80)
