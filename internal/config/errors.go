@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"github.com/lbsys/lbsys/internal/textutil"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,47 +83,8 @@ func sortErrors(errs []*Error) ErrorList {
 }
 
 // suggest returns the candidate closest to s within edit distance 2, or ""
-// when none is that close. Ties go to the first candidate, so callers pass
-// sorted candidates for stable messages.
-func suggest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		if c == s {
-			continue
-		}
-		if d := levenshtein(ls, strings.ToLower(c)); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// levenshtein is the edit distance between a and b (insertions, deletions,
-// substitutions), computed over bytes: field and policy names are ASCII.
-func levenshtein(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		// Long input cannot be a typo of a short name; skip the quadratic work.
-		return 1 << 20
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+// when none is that close.
+func suggest(s string, candidates []string) string { return textutil.Closest(s, candidates) }
 
 // didYouMean renders the suggestion clause for s, or "" when nothing is close.
 func didYouMean(s string, candidates []string) string {

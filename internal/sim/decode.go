@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/lbsys/lbsys/internal/textutil"
 	"io"
 	"math"
 	"reflect"
@@ -339,39 +340,15 @@ func fieldNames(fs []fieldInfo) string {
 
 // suggest proposes the closest known field for a misspelt one.
 func suggest(got string, fs []fieldInfo) string {
-	best, bestD := "", 3
-	for _, f := range fs {
-		if dd := editDistance(got, f.name); dd < bestD {
-			best, bestD = f.name, dd
-		}
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.name
 	}
+	best := textutil.Closest(got, names)
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (d *decoder) decodeTime(n *yaml.Node, v reflect.Value, path string) {
