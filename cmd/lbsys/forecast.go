@@ -586,18 +586,10 @@ func writeReport(dir string, out *evalOutput, s *forecast.Series, events []forec
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	j, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
+	if err := writeJSONFile(filepath.Join(dir, "eval.json"), out); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "eval.json"), j, 0o644); err != nil {
-		return err
-	}
-	lin, err := json.MarshalIndent(res.Executions, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "lineage.json"), lin, 0o644)
+	return writeJSONFile(filepath.Join(dir, "lineage.json"), res.Executions)
 }
 
 // plotPath draws the actual series, the ensemble, seasonal naive and the
@@ -646,4 +638,13 @@ func plotPath(path, title string, start time.Time, step time.Duration, actual []
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	return p.Save(12*vg.Inch, 4*vg.Inch, path)
+}
+
+// writeJSONFile writes v as indented JSON to path (the reports' data files).
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

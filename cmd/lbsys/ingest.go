@@ -350,9 +350,7 @@ running the same import again asks for the same instants and changes nothing.
 			if !o.End.After(o.Start) {
 				return usageError{errors.New("the range is empty: --start/--since must be before --until")}
 			}
-			o.Retry.OnRetry = func(n int, wait time.Duration, why string) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "retry %d in %v: %s\n", n, wait.Round(time.Millisecond), why)
-			}
+			o.Retry.OnRetry = printRetry(cmd)
 			return runSource(cmd, *storePath, "prometheus", true, false, func(ctx context.Context, run *ingest.Run) error {
 				return ingest.ImportPrometheus(ctx, run, o)
 			})
@@ -445,9 +443,7 @@ Deletions: a record deleted in ServiceNow stays in the store, even after
 			if tables != "" {
 				o.Tables = strings.Split(tables, ",")
 			}
-			o.Retry.OnRetry = func(n int, wait time.Duration, why string) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "retry %d in %v: %s\n", n, wait.Round(time.Millisecond), why)
-			}
+			o.Retry.OnRetry = printRetry(cmd)
 			return runSource(cmd, *storePath, "servicenow", false, false, func(ctx context.Context, run *ingest.Run) error {
 				return ingest.ImportServiceNow(ctx, run, o)
 			})
@@ -747,4 +743,11 @@ func newIngestGraphCmd(storePath *string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&service, "service", "", "show one node's dependencies and dependents (service name, CI ID or CI name)")
 	return cmd
+}
+
+// printRetry reports a source's retries on standard error.
+func printRetry(cmd *cobra.Command) func(n int, wait time.Duration, why string) {
+	return func(n int, wait time.Duration, why string) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "retry %d in %v: %s\n", n, wait.Round(time.Millisecond), why)
+	}
 }

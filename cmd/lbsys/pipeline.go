@@ -731,18 +731,10 @@ func writePipelineReport(dir string, out *pipelineOutput, res *pipeline.Result) 
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	j, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
+	if err := writeJSONFile(filepath.Join(dir, "run.json"), out); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "run.json"), j, 0o644); err != nil {
-		return err
-	}
-	lin, err := json.MarshalIndent(res.Executions, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "lineage.json"), lin, 0o644)
+	return writeJSONFile(filepath.Join(dir, "lineage.json"), res.Executions)
 }
 
 // plotForecast draws the series' last day and each horizon's point
