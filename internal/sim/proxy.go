@@ -858,10 +858,19 @@ func (q *reqFIFO) dropDone() {
 
 // Free lists.
 
+// popFree takes the last object off a free list, or returns nil.
+func popFree[T any](free *[]*T) *T {
+	n := len(*free)
+	if n == 0 {
+		return nil
+	}
+	x := (*free)[n-1]
+	*free = (*free)[:n-1]
+	return x
+}
+
 func (s *Sim) allocRequest() *request {
-	if n := len(s.freeReqs); n > 0 {
-		r := s.freeReqs[n-1]
-		s.freeReqs = s.freeReqs[:n-1]
+	if r := popFree(&s.freeReqs); r != nil {
 		return r
 	}
 	return &request{s: s}
@@ -874,9 +883,7 @@ func (s *Sim) freeRequest(r *request) {
 }
 
 func (s *Sim) allocAttempt() *attempt {
-	if n := len(s.freeAtts); n > 0 {
-		a := s.freeAtts[n-1]
-		s.freeAtts = s.freeAtts[:n-1]
+	if a := popFree(&s.freeAtts); a != nil {
 		return a
 	}
 	return &attempt{s: s}
@@ -889,9 +896,7 @@ func (s *Sim) freeAttempt(a *attempt) {
 }
 
 func (s *Sim) allocProbe() *probe {
-	if n := len(s.freeProbe); n > 0 {
-		p := s.freeProbe[n-1]
-		s.freeProbe = s.freeProbe[:n-1]
+	if p := popFree(&s.freeProbe); p != nil {
 		return p
 	}
 	return &probe{s: s}
