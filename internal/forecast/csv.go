@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"github.com/lbsys/lbsys/internal/textutil"
 	"io"
 	"math"
 	"sort"
@@ -47,27 +48,8 @@ type LoadInfo struct {
 // maxCSVRows bounds memory for a hostile or mistaken input.
 const maxCSVRows = 20_000_000
 
-// timeLayouts are the accepted timestamp forms; naive times are read as
-// UTC. Fractional seconds are accepted after any layout with seconds.
-var timeLayouts = []string{
-	"2006-01-02 15:04:05",
-	"2006-01-02T15:04:05",
-	time.RFC3339Nano,
-	"2006-01-02 15:04",
-	"2006-01-02T15:04",
-	"2006-01-02",
-}
-
 // ParseTime parses a timestamp as trace files write them.
-func ParseTime(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, l := range timeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("expected a timestamp like \"1995-07-01 00:00:00\" or RFC 3339, got %q", s)
-}
+func ParseTime(s string) (time.Time, error) { return textutil.ParseTimestamp(s) }
 
 // ReadCSV reads a trace CSV with a header row into a regular Series.
 //

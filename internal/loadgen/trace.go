@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"github.com/lbsys/lbsys/internal/textutil"
 	"io"
 	"math"
 	"os"
@@ -98,28 +99,10 @@ func (e *TraceError) Error() string {
 	return b.String()
 }
 
-// traceTimeLayouts are the accepted timestamp forms; naive times are read
-// as UTC (only differences matter for replay).
-var traceTimeLayouts = []string{
-	"2006-01-02 15:04:05",
-	"2006-01-02T15:04:05",
-	time.RFC3339Nano,
-	"2006-01-02 15:04",
-	"2006-01-02T15:04",
-	"2006-01-02",
-}
-
 // ParseTraceTime parses a timestamp in one of the forms trace files use
-// ("2006-01-02 15:04:05", RFC 3339, with or without seconds, a date).
-func ParseTraceTime(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, l := range traceTimeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("expected a timestamp like \"1995-07-01 00:00:00\" or RFC 3339, got %q", s)
-}
+// ("2006-01-02 15:04:05", RFC 3339, with or without seconds, a date);
+// naive times are read as UTC (only differences matter for replay).
+func ParseTraceTime(s string) (time.Time, error) { return textutil.ParseTimestamp(s) }
 
 // LoadTrace reads a trace CSV file.
 func LoadTrace(path string, opts TraceOptions) (*Trace, error) {

@@ -1,5 +1,5 @@
-// Package textutil holds small text helpers shared by the configuration
-// and scenario parsers.
+// Package textutil holds small text helpers shared by the parsers:
+// "did you mean" suggestions and the timestamp forms of trace files.
 package textutil
 
 import "strings"
