@@ -67,6 +67,13 @@ type Directive struct {
 	// RollbackOf is set on a version created by a rollback: the earlier
 	// version whose content it restores.
 	RollbackOf uint64 `json:"rollback_of,omitempty"`
+	// Cluster is the ID of the coordinator cluster that committed this
+	// version (set by the coordinator, random, fixed when the cluster is
+	// first started). Versions are only comparable within one cluster: a
+	// rebuilt cluster starts at version 1 again with a new ID, and a proxy
+	// refuses directives of another cluster than the one it runs (see
+	// docs/coordinator.md, "Cluster identity"). Empty in a proposal.
+	Cluster string `json:"cluster,omitempty"`
 	// Services maps service names to their directive. A service absent
 	// here has no directive: proxies clear whatever they had for it.
 	Services map[string]*Service `json:"services"`
@@ -78,6 +85,8 @@ type Service struct {
 	// as written in the proxy configuration. An endpoint left out keeps
 	// factor 1; 0 takes it out of rotation. Needs policy `weighted`.
 	Weights map[string]float64 `json:"weights,omitempty"`
+	// WeightsWhy is why the weights and ramps are what they are.
+	WeightsWhy *Reason `json:"weights_why,omitempty"`
 	// SlowStart ramps endpoints' factors linearly (for example to warm a
 	// replica scaled out ahead of a forecast peak). Needs policy `weighted`.
 	SlowStart []Ramp `json:"slow_start,omitempty"`
@@ -108,12 +117,15 @@ type Ramp struct {
 // Admission seeds and bounds a service's adaptive concurrency limit. A zero
 // field leaves the proxy's configured value.
 type Admission struct {
-	// Seed sets the limit now (for example ahead of a forecast peak).
+	// Seed raises the limit now to at least this (for example ahead of a
+	// forecast peak); a limit already above it stays.
 	Seed int `json:"seed,omitempty"`
 	// Min is the limit's floor.
 	Min int `json:"min,omitempty"`
 	// Cap is the limit's ceiling.
 	Cap int `json:"cap,omitempty"`
+	// Why is the reason for these bounds.
+	Why *Reason `json:"why,omitempty"`
 }
 
 // Cache carries cache hints for a service.
@@ -123,6 +135,8 @@ type Cache struct {
 	Warm []string `json:"warm,omitempty"`
 	// TTLHints suggest freshness lifetimes by path prefix.
 	TTLHints []TTLHint `json:"ttl_hints,omitempty"`
+	// Why is the reason for the warm list and hints.
+	Why *Reason `json:"why,omitempty"`
 }
 
 // TTLHint is a freshness lifetime for responses under a path prefix.
@@ -139,6 +153,14 @@ type Scale struct {
 	Current int `json:"current,omitempty"`
 	// By is when the replicas should be ready (before the forecast peak).
 	By *time.Time `json:"by,omitempty"`
+	// Until is when the recommendation lapses unless a later version
+	// renews it: an autoscaler holds Replicas as its minimum until then
+	// and returns to its own minimum after, so a control plane that stops
+	// deciding leaves the fleet to the reactive autoscaler. Absent: the
+	// recommendation holds while the directive does.
+	Until *time.Time `json:"until,omitempty"`
+	// Why is the reason for the recommendation.
+	Why *Reason `json:"why,omitempty"`
 }
 
 // Why is the evidence behind a service's directive.
@@ -282,6 +304,9 @@ func (d *Directive) Validate() error {
 	case d.Schema != SchemaVersion:
 		v.add("schema", "unsupported schema %d: this build understands %d; upgrade the proxy or write schema %d", d.Schema, SchemaVersion, SchemaVersion)
 	}
+	if d.Cluster != "" && !ValidClusterID(d.Cluster) {
+		v.add("cluster", "%q is not a cluster ID: 1 to 64 lower-case letters, digits and `-`; the coordinator sets it, leave it out of a proposal", truncate(d.Cluster, 80))
+	}
 	if d.Services == nil {
 		v.add("services", "required: an object of service name to directive (use {} to clear every service)")
 	}
@@ -364,6 +389,7 @@ func (v *validator) service(p string, s *Service) {
 	}
 	if a := s.Admission; a != nil {
 		ap := p + ".admission"
+		v.reason(ap+".why", a.Why)
 		if a.Seed < 0 || a.Min < 0 || a.Cap < 0 || a.Seed > maxAdmissionLimits || a.Min > maxAdmissionLimits || a.Cap > maxAdmissionLimits {
 			v.add(ap, "seed, min and cap must be between 0 and %d, got seed %d min %d cap %d", maxAdmissionLimits, a.Seed, a.Min, a.Cap)
 		} else {
@@ -381,8 +407,10 @@ func (v *validator) service(p string, s *Service) {
 			}
 		}
 	}
+	v.reason(p+".weights_why", s.WeightsWhy)
 	if c := s.Cache; c != nil {
 		cp := p + ".cache"
+		v.reason(cp+".why", c.Why)
 		if len(c.Warm) > MaxWarmPaths {
 			v.add(cp+".warm", "%d paths is more than the %d allowed", len(c.Warm), MaxWarmPaths)
 		}
@@ -422,6 +450,10 @@ func (v *validator) service(p string, s *Service) {
 		if sc.Current < 0 || sc.Current > MaxScaleReplicas {
 			v.add(p+".scale.current", "must be between 0 and %d, got %d", MaxScaleReplicas, sc.Current)
 		}
+		if sc.Until != nil && (sc.Until.Year() < 1900 || sc.Until.Year() > 9999) {
+			v.add(p+".scale.until", "%s is not a plausible time; use RFC 3339 such as 2026-11-27T12:00:00Z", sc.Until.Format(time.RFC3339))
+		}
+		v.reason(p+".scale.why", sc.Why)
 	}
 	if w := s.Why; w != nil {
 		wp := p + ".why"
@@ -537,16 +569,31 @@ func (d *Directive) Clone() *Directive {
 }
 
 // Content returns a copy with the coordinator-assigned fields (version,
-// change, commit time, rollback origin) cleared: what a rollback restores
-// and what two versions are compared on.
+// change, commit time, rollback origin, cluster) cleared: what a rollback
+// restores and what two versions are compared on.
 func (d *Directive) Content() *Directive {
 	c := d.Clone()
-	c.Version, c.Change, c.CommittedAt, c.RollbackOf = 0, 0, time.Time{}, 0
+	c.Version, c.Change, c.CommittedAt, c.RollbackOf, c.Cluster = 0, 0, time.Time{}, 0, ""
 	return c
 }
 
+// ValidClusterID reports whether s is a well-formed cluster ID: 1 to 64
+// lower-case ASCII letters, digits and `-`. The coordinator generates
+// 32 hex digits; the check is loose so that IDs stay readable in tests.
+func ValidClusterID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Equal reports whether a and b have the same content (ignoring version,
-// change, commit time and rollback origin).
+// change, commit time, rollback origin and cluster).
 func Equal(a, b *Directive) bool {
 	if a == nil || b == nil {
 		return a == b

@@ -76,6 +76,8 @@ func TestValidateErrors(t *testing.T) {
 		{"warm dup", `{"schema": 1, "services": {"a": {"cache": {"warm": ["/a", "/a"]}}}}`, `repeats warm[0]`},
 		{"ttl zero", `{"schema": 1, "services": {"a": {"cache": {"ttl_hints": [{"path_prefix": "/", "ttl": "0s"}]}}}}`, `ttl_hints[0].ttl: must be > 0`},
 		{"scale negative", `{"schema": 1, "services": {"a": {"scale": {"replicas": -1}}}}`, `scale.replicas: must be between 0`},
+		{"bad cluster", `{"schema": 1, "cluster": "Prod Cluster", "services": {}}`, `cluster: "Prod Cluster" is not a cluster ID`},
+		{"long cluster", `{"schema": 1, "cluster": "` + strings.Repeat("a", 65) + `", "services": {}}`, `is not a cluster ID`},
 		{"why no model", `{"schema": 1, "services": {"a": {"why": {"blessed": true}}}}`, `why.model: required`},
 		{"forecast lo>hi", `{"schema": 1, "services": {"a": {"why": {"model": "m", "forecast": [{"at": "2026-01-01T00:00:00Z", "rps": 1, "lo": 3, "hi": 2}]}}}}`, `lo (3) above hi (2)`},
 	}
@@ -174,5 +176,42 @@ func TestStreamMessages(t *testing.T) {
 	r := Report{Proxy: "p", Services: map[string]ServiceStats{"a": {Requests: 1, Errors: 2}}}
 	if err := r.Validate(); err == nil {
 		t.Error("errors > requests accepted")
+	}
+}
+
+// TestClusterIsCoordinatorAssigned: the cluster ID is kept through a round
+// trip, is not content (Equal, Diff, Content ignore it), and is checked in
+// stream messages.
+func TestClusterIsCoordinatorAssigned(t *testing.T) {
+	d, err := Parse([]byte(`{"schema": 1, "version": 3, "cluster": "c0ffee-1", "services": {}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Cluster != "c0ffee-1" {
+		t.Fatalf("cluster %q", d.Cluster)
+	}
+	other := d.Clone()
+	other.Cluster = "another"
+	if !Equal(d, other) || len(Diff(d, other)) != 0 || d.Content().Cluster != "" {
+		t.Fatal("the cluster ID must not count as content")
+	}
+	for _, c := range []struct {
+		msg  any
+		want string
+	}{
+		{&WatchRequest{Proxy: "p", Cluster: "UPPER"}, "cluster"},
+		{&Report{Proxy: "p", Cluster: "a b"}, "cluster"},
+		{&WatchRequest{Proxy: "p", Cluster: "abc-123"}, ""},
+	} {
+		var err error
+		switch m := c.msg.(type) {
+		case *WatchRequest:
+			err = m.Validate()
+		case *Report:
+			err = m.Validate()
+		}
+		if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.msg, err, c.want)
+		}
 	}
 }

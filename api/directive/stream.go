@@ -32,6 +32,11 @@ type WatchRequest struct {
 	Proxy string `json:"proxy"`
 	// Version is the version the proxy runs now (0: none).
 	Version uint64 `json:"version"`
+	// Cluster is the cluster that committed Version ("" when the proxy
+	// runs no directive, or one from before cluster IDs). A coordinator of
+	// another cluster refuses the request with 409 and ErrorBody.Cluster:
+	// the same version number means different content in another cluster.
+	Cluster string `json:"cluster,omitempty"`
 	// Nonce is the nonce of the response this request answers ("" on the
 	// first request).
 	Nonce string `json:"nonce,omitempty"`
@@ -57,6 +62,8 @@ func (r *WatchRequest) Validate() error {
 		return fmt.Errorf("error: at most 8192 bytes")
 	case r.ReportIntervalMs < 0 || r.WaitMs < 0:
 		return fmt.Errorf("report_interval_ms and wait_ms must be >= 0")
+	case r.Cluster != "" && !ValidClusterID(r.Cluster):
+		return fmt.Errorf("cluster: %q is not a cluster ID (1 to 64 of a-z, 0-9, -)", truncate(r.Cluster, 80))
 	}
 	return nil
 }
@@ -65,6 +72,9 @@ func (r *WatchRequest) Validate() error {
 type WatchResponse struct {
 	// Version is what the proxy should run.
 	Version uint64 `json:"version"`
+	// Cluster is the answering coordinator's cluster ID; Directive.Cluster
+	// is the same.
+	Cluster string `json:"cluster,omitempty"`
 	// Nonce identifies this response; the next request echoes it.
 	Nonce string `json:"nonce"`
 	// Directive is present when Version differs from the request's and
@@ -83,8 +93,10 @@ type WatchResponse struct {
 // Report carries a proxy's traffic statistics, per service, since it began
 // reporting or applied its current version (whichever is later).
 type Report struct {
-	Proxy    string                  `json:"proxy"`
-	Version  uint64                  `json:"version"`
+	Proxy   string `json:"proxy"`
+	Version uint64 `json:"version"`
+	// Cluster of Version (see WatchRequest.Cluster).
+	Cluster  string                  `json:"cluster,omitempty"`
 	Since    time.Time               `json:"since"`
 	Services map[string]ServiceStats `json:"services"`
 }
@@ -93,6 +105,9 @@ type Report struct {
 func (r *Report) Validate() error {
 	if r.Proxy == "" || len(r.Proxy) > 256 {
 		return fmt.Errorf("proxy: required, at most 256 bytes")
+	}
+	if r.Cluster != "" && !ValidClusterID(r.Cluster) {
+		return fmt.Errorf("cluster: %q is not a cluster ID (1 to 64 of a-z, 0-9, -)", truncate(r.Cluster, 80))
 	}
 	if len(r.Services) > MaxServices {
 		return fmt.Errorf("services: at most %d", MaxServices)
@@ -126,4 +141,7 @@ type ErrorBody struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Errors lists validation problems by field path.
 	Errors []FieldError `json:"errors,omitempty"`
+	// Cluster is the coordinator's cluster ID on a 409 that refuses a
+	// proxy running a version of another cluster.
+	Cluster string `json:"cluster,omitempty"`
 }

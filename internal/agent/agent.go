@@ -8,7 +8,17 @@
 // The agent never sits on the request path (DESIGN.md principle 1): it runs
 // on its own goroutine and changes the proxy only through Applier. When no
 // coordinator is reachable it keeps the last good directive and reports
-// itself degraded (Status.Degraded and the lbsys_agent_degraded metric).
+// itself degraded (Status.Degraded and the lbsys_agent_degraded metric)
+// once polls have failed for Options.DegradedRounds full rounds and
+// Options.DegradedAfter, so one failed round (a leader election) does not
+// flap it.
+//
+// Versions belong to a coordinator cluster (directive.Directive.Cluster):
+// the agent runs versions of one cluster, never goes back to an older
+// version of it (it NACKs one), and refuses directives of another cluster
+// until its operator resets it (the state file removed, e.g. by
+// `lbsys coordinator reset-agent`): a rebuilt cluster numbers its versions
+// from 1 again, with other content.
 //
 // It imports only api/directive from the control plane (principle 4).
 package agent
@@ -69,6 +79,14 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the retry delay after a failed poll.
 	// Defaults 50ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
+	// DegradedRounds and DegradedAfter: the agent reports itself degraded
+	// once polls failed for at least DegradedRounds full rounds through
+	// every coordinator AND for at least DegradedAfter since the last
+	// successful poll (or the start). Both, so that neither a quick round
+	// of refusals during an election nor one slow timeout trips it.
+	// Defaults 2 and 5s.
+	DegradedRounds int
+	DegradedAfter  time.Duration
 	// Client is the HTTP client (default: one with a 2s dial timeout).
 	Client *http.Client
 	Logger *slog.Logger
@@ -87,9 +105,10 @@ type Status struct {
 	// round through all of them: the proxy keeps its last good directive.
 	Degraded      bool      `json:"degraded"`
 	DegradedSince time.Time `json:"degraded_since,omitzero"`
-	// Version is the directive version applied (0: none); Source says
-	// where it came from: coordinator or disk.
+	// Version is the directive version applied (0: none), of coordinator
+	// cluster Cluster; Source says where it came from: coordinator or disk.
 	Version   uint64    `json:"version"`
+	Cluster   string    `json:"cluster,omitempty"`
 	Source    string    `json:"source,omitempty"`
 	AppliedAt time.Time `json:"applied_at,omitzero"`
 	Nonce     string    `json:"nonce,omitempty"`
@@ -101,6 +120,10 @@ type Status struct {
 	RejectError  string `json:"reject_error,omitempty"`
 	LastError    string `json:"last_error,omitempty"`
 	PersistError string `json:"persist_error,omitempty"`
+	// ClusterMismatch says why the coordinator's cluster is not the one
+	// whose version this proxy runs ("" when they match): the proxy keeps
+	// its directive and takes none from that cluster until it is reset.
+	ClusterMismatch string `json:"cluster_mismatch,omitempty"`
 }
 
 // Agent is one proxy's directive watcher.
@@ -115,6 +138,9 @@ type Agent struct {
 	// reportSince starts the current canary-report window.
 	reportSince time.Time
 	wake        chan struct{}
+	// lastOK is the time of the last successful poll (or of Run's start):
+	// the degraded rule counts from it.
+	lastOK time.Time
 }
 
 // New checks the options and returns an agent; call Restore, then Run.
@@ -142,6 +168,12 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(2*time.Second, o.MinBackoff)
+	}
+	if o.DegradedRounds <= 0 {
+		o.DegradedRounds = 2
+	}
+	if o.DegradedAfter <= 0 {
+		o.DegradedAfter = 5 * time.Second
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{Transport: &http.Transport{
@@ -189,10 +221,10 @@ func (a *Agent) Restore() error {
 	}
 	a.mu.Lock()
 	a.current = d
-	a.st.Version, a.st.Source, a.st.AppliedAt = d.Version, "disk", time.Now()
+	a.st.Version, a.st.Cluster, a.st.Source, a.st.AppliedAt = d.Version, d.Cluster, "disk", time.Now()
 	a.mu.Unlock()
 	a.metrics.version.Set(float64(d.Version))
-	a.log.Info("started from the persisted directive", "version", d.Version, "file", a.opts.StateFile)
+	a.log.Info("started from the persisted directive", "version", d.Version, "cluster", d.Cluster, "file", a.opts.StateFile)
 	return nil
 }
 
@@ -208,17 +240,20 @@ func (a *Agent) Run(ctx context.Context) {
 	url := urls[0]
 	failures, redirects := 0, 0
 	backoff := a.opts.MinBackoff
+	a.mu.Lock()
+	a.lastOK = time.Now()
+	a.mu.Unlock()
 	for ctx.Err() == nil {
 		resp, leader, err := a.watch(ctx, url)
+		if err == nil && resp.Directive != nil {
+			err = a.handle(resp)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil:
 			failures, redirects, backoff = 0, 0, a.opts.MinBackoff
 			a.connected(url, resp)
-			if resp.Directive != nil {
-				a.handle(resp)
-			}
 			continue
 		case leader != "" && leader != url && redirects < 3:
 			// Not the leader: go to the one it named, at once.
@@ -228,7 +263,7 @@ func (a *Agent) Run(ctx context.Context) {
 		}
 		redirects = 0
 		failures++
-		a.failed(err, failures >= len(urls))
+		a.failed(err, failures/len(urls))
 		idx = (idx + 1) % len(urls)
 		url = urls[idx]
 		if failures%len(urls) == 0 {
@@ -248,7 +283,7 @@ func (a *Agent) Run(ctx context.Context) {
 // leader's URL when the coordinator named another leader.
 func (a *Agent) watch(ctx context.Context, base string) (*directive.WatchResponse, string, error) {
 	a.mu.Lock()
-	req := directive.WatchRequest{Proxy: a.st.ProxyID, Version: a.st.Version, Nonce: a.st.Nonce,
+	req := directive.WatchRequest{Proxy: a.st.ProxyID, Version: a.st.Version, Cluster: a.st.Cluster, Nonce: a.st.Nonce,
 		Rejected: a.st.Rejected, Error: a.st.RejectError, ReportIntervalMs: a.st.ReportIntervalMs, WaitMs: a.opts.Wait.Milliseconds()}
 	a.mu.Unlock()
 	// A little more than the wait: a coordinator that accepted the
@@ -305,8 +340,21 @@ func (a *Agent) post(ctx context.Context, url string, body, out any) (string, er
 	if msg == "" {
 		msg = strings.TrimSpace(string(raw))
 	}
-	return strings.TrimSuffix(eb.Leader, "/"), fmt.Errorf("%s: %s: %s", url, resp.Status, msg)
+	err = fmt.Errorf("%s: %s: %s", url, resp.Status, msg)
+	if resp.StatusCode == http.StatusConflict && eb.Cluster != "" {
+		err = &clusterError{cluster: eb.Cluster, err: err}
+	}
+	return strings.TrimSuffix(eb.Leader, "/"), err
 }
+
+// clusterError is a coordinator's refusal of a proxy that runs a version
+// of another cluster.
+type clusterError struct {
+	cluster string
+	err     error
+}
+
+func (e *clusterError) Error() string { return e.err.Error() }
 
 func (a *Agent) connected(url string, resp *directive.WatchResponse) {
 	a.mu.Lock()
@@ -315,6 +363,8 @@ func (a *Agent) connected(url string, resp *directive.WatchResponse) {
 		a.log.Info("coordinator reachable again; leaving degraded mode", "leader", url)
 	}
 	a.st.Connected, a.st.Degraded, a.st.DegradedSince, a.st.LastError = true, false, time.Time{}, ""
+	a.st.ClusterMismatch = ""
+	a.lastOK = time.Now()
 	a.st.Leader = url
 	if resp.Leader != "" {
 		a.st.Leader = resp.Leader
@@ -334,26 +384,53 @@ func (a *Agent) connected(url string, resp *directive.WatchResponse) {
 	a.metrics.degraded.Set(0)
 }
 
-func (a *Agent) failed(err error, roundFailed bool) {
+// failed records a failed poll; rounds is how many full rounds through
+// every coordinator failed in a row.
+func (a *Agent) failed(err error, rounds int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.st.Connected = false
 	a.st.LastError = err.Error()
+	var ce *clusterError
+	if errors.As(err, &ce) {
+		if a.st.ClusterMismatch == "" {
+			a.log.Error("the coordinator belongs to another cluster than the directive this proxy runs: it keeps its directive and takes none from that cluster; reset the agent to move it", "runs", a.st.Cluster, "coordinator", ce.cluster, "err", err)
+		}
+		a.st.ClusterMismatch = fmt.Sprintf("this proxy runs version %d of cluster %s; the coordinator is cluster %s", a.st.Version, a.st.Cluster, ce.cluster)
+	}
 	a.metrics.watchErrors.Inc()
-	if roundFailed && !a.st.Degraded {
+	if rounds >= a.opts.DegradedRounds && time.Since(a.lastOK) >= a.opts.DegradedAfter && !a.st.Degraded {
 		a.st.Degraded, a.st.DegradedSince = true, time.Now()
 		a.metrics.degraded.Set(1)
-		a.log.Warn("no coordinator reachable: degraded mode, serving the last good directive", "version", a.st.Version, "err", err)
+		a.log.Warn("no coordinator reachable: degraded mode, serving the last good directive", "version", a.st.Version, "failed_rounds", rounds, "since", a.lastOK, "err", err)
 	}
 }
 
 // handle validates and applies a directive from the stream; the next poll
 // carries the ACK (new version) or the NACK (rejected version and error).
-func (a *Agent) handle(resp *directive.WatchResponse) {
+// A directive of another cluster than the one the proxy runs is neither
+// applied nor answered: handle returns an error, and the poll counts as
+// failed.
+func (a *Agent) handle(resp *directive.WatchResponse) error {
 	d := resp.Directive
+	if d.Cluster == "" {
+		d.Cluster = resp.Cluster
+	}
+	a.mu.Lock()
+	cur := a.current
+	a.mu.Unlock()
+	if cur != nil && cur.Cluster != "" && d.Cluster != cur.Cluster {
+		return &clusterError{cluster: d.Cluster, err: fmt.Errorf("directive version %d is of cluster %q, and this proxy runs version %d of cluster %s: refused (not applied, not acknowledged); reset the agent to move it to the new cluster", d.Version, d.Cluster, cur.Version, cur.Cluster)}
+	}
+	if cur != nil && cur.Cluster == "" && d.Cluster != "" {
+		a.log.Info("adopting the coordinator's cluster ID (the running directive has none: written before cluster IDs, or restored from such a file)", "cluster", d.Cluster)
+	}
 	err := d.Validate()
 	if err == nil && d.Version == 0 {
 		err = errors.New("version: 0 is not a committed version")
+	}
+	if err == nil && cur != nil && cur.Cluster != "" && d.Version < cur.Version {
+		err = fmt.Errorf("version %d is older than version %d this proxy runs, of the same cluster %s: versions only grow, so the coordinator lost committed state (restored from an old backup?); refusing to go back", d.Version, cur.Version, cur.Cluster)
 	}
 	if err == nil {
 		err = a.opts.Applier.Apply(d)
@@ -364,13 +441,13 @@ func (a *Agent) handle(resp *directive.WatchResponse) {
 		a.mu.Unlock()
 		a.metrics.applies.WithLabelValues("nack").Inc()
 		a.log.Warn("directive refused (NACK); keeping the last good one", "version", d.Version, "err", err)
-		return
+		return nil
 	}
 	perr := persist(a.opts.StateFile, d)
 	now := time.Now()
 	a.mu.Lock()
 	a.current = d
-	a.st.Version, a.st.Source, a.st.AppliedAt = d.Version, "coordinator", now
+	a.st.Version, a.st.Cluster, a.st.Source, a.st.AppliedAt = d.Version, d.Cluster, "coordinator", now
 	a.st.Rejected, a.st.RejectError = 0, ""
 	a.st.PersistError = ""
 	if perr != nil {
@@ -385,8 +462,9 @@ func (a *Agent) handle(resp *directive.WatchResponse) {
 	if perr != nil {
 		a.log.Error("directive applied but not persisted; a restart without coordinator would lose it", "version", d.Version, "err", perr)
 	} else {
-		a.log.Info("directive applied (ACK)", "version", d.Version, "canary", resp.Canary)
+		a.log.Info("directive applied (ACK)", "version", d.Version, "cluster", d.Cluster, "canary", resp.Canary)
 	}
+	return nil
 }
 
 // reportLoop sends canary-window statistics while the coordinator asks.
@@ -418,7 +496,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 			continue
 		}
 		a.mu.Lock()
-		rep := directive.Report{Proxy: a.st.ProxyID, Version: a.st.Version, Since: a.reportSince}
+		rep := directive.Report{Proxy: a.st.ProxyID, Version: a.st.Version, Cluster: a.st.Cluster, Since: a.reportSince}
 		leader := a.st.Leader
 		a.mu.Unlock()
 		if leader == "" {

@@ -34,6 +34,11 @@ type fakeCoordinator struct {
 	down atomic.Bool
 	// leader, when set, makes every call a 307 to it.
 	leader string
+	// cluster, when set, is this coordinator's cluster ID: a request of
+	// another cluster is refused with 409 (as Gaia does).
+	cluster string
+	// failNext makes the next n calls fail with 503.
+	failNext atomic.Int32
 }
 
 func newFake(t *testing.T) *fakeCoordinator {
@@ -59,7 +64,7 @@ func (f *fakeCoordinator) serve(w http.ResponseWriter, r *http.Request) {
 	offer, leader := f.offer, f.leader
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	if f.down.Load() {
+	if f.down.Load() || f.failNext.Add(-1) >= 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		json.NewEncoder(w).Encode(directive.ErrorBody{Error: "no quorum: commit delayed until a majority is reachable"})
 		return
@@ -70,8 +75,15 @@ func (f *fakeCoordinator) serve(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(directive.ErrorBody{Error: "not the leader", Leader: leader})
 		return
 	}
-	resp := directive.WatchResponse{Nonce: "n" + time.Now().Format("150405.000000"), Leader: f.srv.URL}
-	if offer != nil && offer.Version != req.Version && offer.Version != req.Rejected {
+	if f.cluster != "" && req.Cluster != "" && req.Cluster != f.cluster {
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(directive.ErrorBody{Error: "proxy runs a version of another cluster", Cluster: f.cluster})
+		return
+	}
+	resp := directive.WatchResponse{Nonce: "n" + time.Now().Format("150405.000000"), Leader: f.srv.URL, Cluster: f.cluster}
+	// Like a coordinator that predates cluster IDs, it offers a directive
+	// when the version differs, or (when it has one) the cluster does.
+	if offer != nil && (offer.Version != req.Version || offer.Cluster != "" && offer.Cluster != req.Cluster) && offer.Version != req.Rejected {
 		resp.Version, resp.Directive = offer.Version, offer
 	} else {
 		time.Sleep(20 * time.Millisecond) // a short long poll
@@ -134,6 +146,9 @@ func run(t *testing.T, o Options) (*Agent, *prometheus.Registry, func()) {
 		o.ProxyID = "p1"
 	}
 	o.Wait, o.MinBackoff, o.MaxBackoff = time.Second, 5*time.Millisecond, 50*time.Millisecond
+	if o.DegradedAfter == 0 {
+		o.DegradedAfter = 300 * time.Millisecond
+	}
 	o.Registerer = reg
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := New(o)
@@ -309,4 +324,119 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string, label ...string)
 	}
 	t.Fatalf("metric %s%v not found", name, label)
 	return 0
+}
+
+func inCluster(d *directive.Directive, cluster string) *directive.Directive {
+	d.Cluster = cluster
+	return d
+}
+
+// TestRefusesAnotherClustersDirective (issue #13 item 10): after the
+// coordinators were rebuilt (a new cluster, versions from 1 again), the
+// proxy keeps the directive it runs and takes nothing from the new
+// cluster, even under the same version number, until its operator resets
+// it (removes the state file); a coordinator that checks refuses the
+// proxy's polls with 409 and the agent says why.
+func TestRefusesAnotherClustersDirective(t *testing.T) {
+	old := newFake(t)
+	old.cluster = "cluster-a"
+	state := filepath.Join(t.TempDir(), "directive.json")
+	old.set(inCluster(dir(1, 2), "cluster-a"))
+	rec := &recorder{}
+	a, _, stop := run(t, Options{Coordinators: []string{old.srv.URL}, StateFile: state, Applier: rec})
+	eventually(t, "version 1 of cluster a", func() bool { st := a.Status(); return st.Version == 1 && st.Cluster == "cluster-a" })
+	stop()
+
+	// A rebuilt cluster that does not check (or predates the check): it
+	// offers its own version 1, other content.
+	legacy := newFake(t)
+	legacy.set(inCluster(dir(1, 7), "cluster-b"))
+	rec2 := &recorder{}
+	a2, _, stop2 := run(t, Options{Coordinators: []string{legacy.srv.URL}, StateFile: state, Applier: rec2})
+	eventually(t, "the directive offered and refused", func() bool {
+		st := a2.Status()
+		return strings.Contains(st.LastError, `of cluster "cluster-b"`) && st.ClusterMismatch != ""
+	})
+	if v := rec2.versions(); len(v) != 1 || rec2.applied[0].Services["catalog"].Weights["127.0.0.1:9001"] != 2 {
+		t.Fatalf("applied %v; only the persisted version 1 of cluster a may run", v)
+	}
+	for _, r := range legacy.requests() {
+		if r.Rejected != 0 || r.Cluster != "cluster-a" {
+			t.Fatalf("the agent answered the other cluster's directive: %+v", r)
+		}
+	}
+	eventually(t, "degraded: no directive can come from there", func() bool { return a2.Status().Degraded })
+	stop2()
+
+	// A rebuilt Gaia checks the cluster: 409, nothing applied.
+	checking := newFake(t)
+	checking.cluster = "cluster-b"
+	checking.set(inCluster(dir(1, 7), "cluster-b"))
+	rec3 := &recorder{}
+	a3, _, stop3 := run(t, Options{Coordinators: []string{checking.srv.URL}, StateFile: state, Applier: rec3})
+	eventually(t, "the 409", func() bool {
+		return strings.Contains(a3.Status().ClusterMismatch, "cluster cluster-a; the coordinator is cluster cluster-b")
+	})
+	if len(rec3.versions()) != 1 {
+		t.Fatalf("applied %v", rec3.versions())
+	}
+	stop3()
+
+	// The operator resets the agent: it takes the new cluster's version.
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	rec4 := &recorder{}
+	a4, _, _ := run(t, Options{Coordinators: []string{checking.srv.URL}, StateFile: state, Applier: rec4})
+	eventually(t, "version 1 of cluster b", func() bool {
+		st := a4.Status()
+		return st.Version == 1 && st.Cluster == "cluster-b" && st.ClusterMismatch == ""
+	})
+	if d, err := load(state); err != nil || d.Cluster != "cluster-b" || d.Services["catalog"].Weights["127.0.0.1:9001"] != 7 {
+		t.Fatalf("persisted %+v %v", d, err)
+	}
+}
+
+// TestRefusesAnOlderVersionOfItsCluster: versions only grow within a
+// cluster; an older one (a coordinator restored from an old backup) is
+// NACKed, not applied.
+func TestRefusesAnOlderVersionOfItsCluster(t *testing.T) {
+	f := newFake(t)
+	f.set(inCluster(dir(5, 2), "c1"))
+	rec := &recorder{}
+	a, _, _ := run(t, Options{Coordinators: []string{f.srv.URL}, Applier: rec})
+	eventually(t, "version 5", func() bool { return a.Status().Version == 5 })
+	f.set(inCluster(dir(3, 9), "c1"))
+	eventually(t, "the NACK of version 3", func() bool {
+		rs := f.requests()
+		last := rs[len(rs)-1]
+		return last.Rejected == 3 && strings.Contains(last.Error, "older than version 5") && last.Version == 5
+	})
+	if v := rec.versions(); len(v) != 1 || v[0] != 5 {
+		t.Fatalf("applied %v", v)
+	}
+}
+
+// TestDegradedNeedsRoundsAndTime (Low): one failed round (an election) does
+// not flap lbsys_agent_degraded; failures for DegradedRounds rounds and
+// DegradedAfter do.
+func TestDegradedNeedsRoundsAndTime(t *testing.T) {
+	f := newFake(t)
+	f.set(dir(1, 1))
+	a, reg, _ := run(t, Options{Coordinators: []string{f.srv.URL}, Applier: &recorder{}, DegradedAfter: 400 * time.Millisecond, DegradedRounds: 3})
+	eventually(t, "version 1", func() bool { return a.Status().Version == 1 })
+	f.failNext.Store(2) // two failed rounds, then back
+	eventually(t, "the failures consumed", func() bool { return f.failNext.Load() < 0 && a.Status().Connected })
+	if a.Status().Degraded || gauge(t, reg, MetricWatchErrors) < 2 {
+		t.Fatalf("degraded after two quick failed rounds: %+v", a.Status())
+	}
+	f.down.Store(true)
+	start := time.Now()
+	eventually(t, "degraded", func() bool { return a.Status().Degraded })
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("degraded after %s, before DegradedAfter", took)
+	}
+	if gauge(t, reg, MetricDegraded) != 1 {
+		t.Fatal("metric")
+	}
 }

@@ -42,7 +42,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func jsonIndent(d *directive.Directive) ([]byte, error) {
+func jsonIndent(d *directive.Directive) ([]byte, error) { return jsonIndentAny(d) }
+
+func jsonIndentAny(d any) ([]byte, error) {
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return nil, err

@@ -63,6 +63,12 @@ func load(path string) (*directive.Directive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the persisted directive: %w", err)
 	}
+	return parseState(b, path)
+}
+
+// parseState checks a state file's content: a valid directive with the
+// version (and, since cluster IDs, the cluster) that committed it.
+func parseState(b []byte, path string) (*directive.Directive, error) {
 	d, err := directive.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("persisted directive %s: %w", path, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
@@ -57,12 +58,12 @@ type cluster struct {
 	dirs   []string
 	http   []string // host:port of each API, stable across restarts
 	tokens *Tokens
-	policy fsm.Policy
+	policy change.Policy
 	tweak  func(*Options)
 }
 
 func newCluster(t testing.TB, n int, tweak func(*Options)) *cluster {
-	c := &cluster{t: t, tokens: testTokens(t), tweak: tweak, policy: fsm.DefaultPolicy()}
+	c := &cluster{t: t, tokens: testTokens(t), tweak: tweak, policy: change.DefaultPolicy()}
 	c.policy.CanaryFraction = 0
 	for i := 0; i < n; i++ {
 		addr, tr := raft.NewInmemTransport("")
@@ -70,12 +71,7 @@ func newCluster(t testing.TB, n int, tweak func(*Options)) *cluster {
 		c.trans = append(c.trans, tr)
 		c.dirs = append(c.dirs, t.TempDir())
 		c.nodes = append(c.nodes, nil)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.http = append(c.http, ln.Addr().String())
-		ln.Close()
+		c.http = append(c.http, reservePort(t))
 	}
 	c.connectAll()
 	for i := range c.nodes {
@@ -95,11 +91,11 @@ func (c *cluster) start(i int) {
 	}
 	var ln net.Listener
 	var err error
-	for try := 0; try < 50; try++ { // the port may linger briefly after a restart
-		if ln, err = net.Listen("tcp", c.http[i]); err == nil {
+	// The port may linger briefly after a restart: poll, with a deadline.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", c.http[i]); err == nil || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
 		c.t.Fatal(err)
@@ -197,6 +193,36 @@ func (c *cluster) leader(exclude ...int) int {
 
 func (c *cluster) url(i int) string { return "http://" + c.http[i] }
 
+// reserved holds every port reservePort handed out in this test process.
+var reserved sync.Map
+
+// reservePort returns a free 127.0.0.1 port no other call of this process
+// got (issue #16: two `Listen(":0"); Close()` in a row may return the same
+// port). A port the kernel offers again is held open while it asks for
+// another, so it cannot come back at once.
+func reservePort(t testing.TB) string {
+	t.Helper()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		addr := ln.Addr().String()
+		if _, dup := reserved.LoadOrStore(addr, true); !dup {
+			return addr
+		}
+	}
+	t.Fatal("no unreserved port after 100 tries")
+	return ""
+}
+
 // eventually polls cond until it holds or the test timeout passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -245,17 +271,43 @@ func weightsDirective(n float64) *directive.Directive {
 
 // emergency proposes an emergency change (implemented at once) and returns
 // the HTTP status and the change.
-func emergency(t testing.TB, base string, n float64) (int, *fsm.Change) {
+func emergency(t testing.TB, base string, n float64) (int, *change.Change) {
 	t.Helper()
-	st, b, _ := call(t, "POST", base+"/v1/changes", carolTok, ProposeRequest{Type: fsm.Emergency, Reason: "test", Directive: weightsDirective(n)})
+	st, b, _ := call(t, "POST", base+"/v1/changes", carolTok, ProposeRequest{Type: change.Emergency, Reason: "test", Directive: weightsDirective(n)})
 	if st != http.StatusCreated {
 		return st, nil
 	}
-	var c fsm.Change
+	var c change.Change
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
 	return st, &c
+}
+
+// mustCommit commits an emergency directive through whichever node leads
+// (excluding those listed), retrying with one idempotency key while the
+// cluster answers 503 or redirects: on a loaded machine a majority can
+// miss a heartbeat and refuse a write for a moment, which is correct
+// behaviour, not the failure a test looks for. The key makes the retries
+// commit the change once.
+func (c *cluster) mustCommit(key string, n float64, exclude ...int) *change.Change {
+	c.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		l := c.leader(exclude...)
+		st, b, _ := call(c.t, "POST", c.url(l)+"/v1/changes", carolTok, ProposeRequest{Type: change.Emergency, Reason: "test", Directive: weightsDirective(n), IdempotencyKey: key})
+		if st == http.StatusCreated {
+			var ch change.Change
+			if err := json.Unmarshal(b, &ch); err != nil {
+				c.t.Fatal(err)
+			}
+			return &ch
+		}
+		if (st != http.StatusServiceUnavailable && st != http.StatusTemporaryRedirect) || time.Now().After(deadline) {
+			c.t.Fatalf("commit %s: %d %s", key, st, b)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval of a retry loop bounded by the deadline
+	}
 }
 
 func (c *cluster) latest(i int) (latest, stable uint64) {

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
@@ -24,16 +27,16 @@ import (
 // the leader (others answer 307 with its URL) and are acknowledged only
 // after a quorum committed them.
 
-// The wire types live in package client (shared with the CLI and the
-// pipeline); these aliases keep the handlers short.
+// The wire types live in api/change (shared with the CLI, the client and
+// the pipeline); these aliases keep the handlers short.
 type (
-	ProposeRequest  = client.ProposeRequest
-	DecisionRequest = client.DecisionRequest
-	RollbackRequest = client.RollbackRequest
-	JoinRequest     = client.JoinRequest
-	ChangeView      = client.ChangeView
-	ChangeSummary   = client.ChangeSummary
-	Status          = client.Status
+	ProposeRequest  = change.ProposeRequest
+	DecisionRequest = change.DecisionRequest
+	RollbackRequest = change.RollbackRequest
+	JoinRequest     = change.JoinRequest
+	ChangeView      = change.ChangeView
+	ChangeSummary   = change.ChangeSummary
+	Status          = change.Status
 )
 
 // Handler returns the API.
@@ -60,7 +63,19 @@ func (n *Node) Handler() http.Handler {
 	h("DELETE /v1/members/{id}", fsm.RoleAdmin, n.handleRemove)
 	h("POST "+directive.WatchPath, fsm.RoleAgent, n.handleWatch)
 	h("POST "+directive.ReportPath, fsm.RoleAgent, n.handleReport)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// A body must arrive in time, even one no handler reads (an
+			// unknown path, a 405): net/http drains it after the answer.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		}
+		if h := n.Halted(); h != "" && r.URL.Path != "/metrics" {
+			refuseUnread(w, r)
+			writeError(w, http.StatusServiceUnavailable, directive.ErrorBody{Error: "this coordinator stopped taking part in the cluster: " + h + "; fix it and restart it (its data directory is intact)"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // auth checks the bearer token and the role.
@@ -74,11 +89,13 @@ func (n *Node) auth(role string, f func(http.ResponseWriter, *http.Request, Prin
 			if n.opts.Tokens.Len() == 0 {
 				msg = "no tokens configured on this coordinator: start it with --tokens-file or set LBSYS_COORDINATOR_TOKEN"
 			}
+			refuseUnread(w, r)
 			writeError(w, http.StatusUnauthorized, directive.ErrorBody{Error: msg})
 			return
 		}
 		// Every role may read; the others are checked as named.
 		if !fsm.HasRole(p.Roles, role) && !(role == fsm.RoleViewer && len(p.Roles) > 0) {
+			refuseUnread(w, r)
 			writeError(w, http.StatusForbidden, directive.ErrorBody{Error: fmt.Sprintf("%s lacks the %s role this call needs", p.Name, role)})
 			return
 		}
@@ -98,13 +115,67 @@ func writeError(w http.ResponseWriter, status int, body directive.ErrorBody) {
 	writeJSON(w, status, body)
 }
 
-// decode reads a JSON body strictly.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, directive.MaxBytes+64<<10))
-	if err == nil {
-		err = directive.DecodeStrict(b, v)
+// Request bodies and the connection they come on. The server sets no
+// ReadTimeout (the directive stream's long polls need long-lived
+// connections), so the deadlines that bound a body are set here, per
+// request, through http.ResponseController.
+var (
+	// bodyReadTimeout bounds reading a JSON body (a directive is at most
+	// directive.MaxBytes): a client that announces a body and trickles it
+	// cannot hold a handler, and its connection, for longer.
+	bodyReadTimeout = 10 * time.Second
+	// unreadBodyGrace bounds what net/http reads of a body a handler did
+	// not read (it drains up to 256 KiB after the handler returns, so
+	// that the connection could serve another request): an answer sent
+	// without reading the body closes the connection instead, and this
+	// much time is all a client still sending gets.
+	unreadBodyGrace = 2 * time.Second
+)
+
+// refuseUnread prepares an answer sent before the request's body was read
+// (401, 403, 503 while halted, a bad path): the connection closes after
+// it, and the server stops waiting for the body after unreadBodyGrace.
+// Without this a client that announces a large body and sends it slowly
+// keeps the connection — and a goroutine — for as long as it likes, token
+// or not. A request without a body keeps its connection.
+func refuseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
 	}
+	w.Header().Set("Connection", "close")
+	// An error means the writer cannot set deadlines (a test recorder,
+	// HTTP/2); Connection: close still ends the exchange there.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadBodyGrace))
+}
+
+// decode reads a JSON body strictly, within bodyReadTimeout.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, directive.MaxBytes+64<<10))
 	if err != nil {
+		// Whatever is left of the body is still on the wire: the
+		// connection cannot carry another request, and the client had
+		// its time (net/http would wait for the rest after the answer).
+		w.Header().Set("Connection", "close")
+		_ = rc.SetReadDeadline(time.Now())
+		var tooBig *http.MaxBytesError
+		var ne net.Error
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, directive.ErrorBody{Error: fmt.Sprintf("request body larger than %d bytes: a directive is at most %d bytes of JSON", tooBig.Limit, directive.MaxBytes)})
+		case errors.As(err, &ne) && ne.Timeout():
+			writeError(w, http.StatusRequestTimeout, directive.ErrorBody{Error: fmt.Sprintf("the request body did not arrive within %v: send it whole, at once", bodyReadTimeout)})
+		default:
+			writeError(w, http.StatusBadRequest, directive.ErrorBody{Error: "reading the request body: " + err.Error()})
+		}
+		return false
+	}
+	// The body is read: no deadline on what follows (a watch holds the
+	// request for up to its wait, and the server's background read of the
+	// connection would end it at a deadline).
+	_ = rc.SetReadDeadline(time.Time{})
+	if err := directive.DecodeStrict(b, v); err != nil {
 		writeError(w, http.StatusBadRequest, directive.ErrorBody{Error: err.Error()})
 		return false
 	}
@@ -212,6 +283,7 @@ func (n *Node) readable(w http.ResponseWriter, r *http.Request) bool {
 func pathID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil || id == 0 {
+		refuseUnread(w, r)
 		writeError(w, http.StatusBadRequest, directive.ErrorBody{Error: fmt.Sprintf("change id %q: want a positive integer", r.PathValue("id"))})
 		return 0, false
 	}
@@ -241,11 +313,13 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request, _ Principal)
 			st.Voters = append(st.Voters, string(s.ID))
 		}
 	}
+	st.NodeKeyID, st.RaftTLS, st.Halted = n.keyID, n.stream != nil, n.Halted()
 	n.fsm.read(func(m *fsm.Machine) {
 		for _, mb := range m.Members {
 			st.Members = append(st.Members, *mb)
 		}
 		st.Stable, st.Latest, st.Live, st.Active, st.Policy, st.Now = m.Stable, m.Latest, m.Live(), m.Active, m.Policy, m.Now
+		st.Cluster, st.KeyID, st.LastGood, st.ClockClamps = m.Cluster, m.KeyID, m.LastGood, m.ClockClamps
 		if m.Canary != nil {
 			c := *m.Canary
 			st.Canary = &c
@@ -320,7 +394,7 @@ func (n *Node) handleDiff(w http.ResponseWriter, r *http.Request, _ Principal) {
 }
 
 func (n *Node) handleListChanges(w http.ResponseWriter, r *http.Request, _ Principal) {
-	state := fsm.State(r.URL.Query().Get("state"))
+	state := change.State(r.URL.Query().Get("state"))
 	limit, ok := queryUint(w, r, "limit")
 	if !ok || !n.readable(w, r) {
 		return
@@ -332,7 +406,7 @@ func (n *Node) handleListChanges(w http.ResponseWriter, r *http.Request, _ Princ
 	n.fsm.read(func(m *fsm.Machine) {
 		ids := make([]uint64, 0, len(m.Changes))
 		for id, c := range m.Changes {
-			if state == "" || c.State == state || (state == "open" && c.State != fsm.Closed && c.State != fsm.Canceled) {
+			if state == "" || c.State == state || (state == "open" && c.State != change.Closed && c.State != change.Canceled) {
 				ids = append(ids, id)
 			}
 		}
@@ -354,14 +428,16 @@ func (n *Node) handleShowChange(w http.ResponseWriter, r *http.Request, _ Princi
 		return
 	}
 	var view *ChangeView
+	var last uint64
 	n.fsm.read(func(m *fsm.Machine) {
+		last = m.LastChange
 		c := m.Changes[id]
 		if c == nil {
 			return
 		}
 		cc := *c
-		cc.Approvals = append([]fsm.Approval(nil), c.Approvals...)
-		view = &ChangeView{Change: &cc, Audit: []fsm.AuditEntry{}}
+		cc.Approvals = append([]change.Approval(nil), c.Approvals...)
+		view = &ChangeView{Change: &cc, Audit: []change.AuditEntry{}}
 		for _, a := range m.Audit {
 			if a.Change == id {
 				view.Audit = append(view.Audit, a)
@@ -374,7 +450,11 @@ func (n *Node) handleShowChange(w http.ResponseWriter, r *http.Request, _ Princi
 		view.Diff = directive.Diff(base, c.Directive)
 	})
 	if view == nil {
-		writeError(w, http.StatusNotFound, directive.ErrorBody{Error: fmt.Sprintf("no change %d", id)})
+		msg := fmt.Sprintf("no change %d (the last change is %d)", id, last)
+		if id <= last {
+			msg = fmt.Sprintf("change %d is closed and archived: the state keeps the newest closed changes (closed_change_limit); its record is in archive/changes.jsonl in a coordinator's data directory", id)
+		}
+		writeError(w, http.StatusNotFound, directive.ErrorBody{Error: msg})
 		return
 	}
 	writeJSON(w, http.StatusOK, view)
@@ -415,6 +495,7 @@ func (n *Node) handleDecision(w http.ResponseWriter, r *http.Request, p Principa
 	ops := map[string]fsm.Op{"approve": fsm.OpApprove, "reject": fsm.OpReject, "cancel": fsm.OpCancel}
 	op, ok := ops[r.PathValue("action")]
 	if !ok {
+		refuseUnread(w, r)
 		writeError(w, http.StatusNotFound, directive.ErrorBody{Error: fmt.Sprintf("unknown action %q: use approve, reject or cancel", r.PathValue("action"))})
 		return
 	}
@@ -422,7 +503,7 @@ func (n *Node) handleDecision(w http.ResponseWriter, r *http.Request, p Principa
 	if !decode(w, r, &req) {
 		return
 	}
-	n.write(w, r, fsm.Command{Op: op, By: p.Name, Roles: p.Roles, Decision: &fsm.Decision{Change: id, Reason: req.Reason}}, http.StatusOK)
+	n.write(w, r, fsm.Command{Op: op, By: p.Name, Roles: p.Roles, Decision: &fsm.Decision{Change: id, Reason: req.Reason, Key: req.IdempotencyKey}}, http.StatusOK)
 }
 
 func (n *Node) handleRollback(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -436,7 +517,7 @@ func (n *Node) handleRollback(w http.ResponseWriter, r *http.Request, p Principa
 }
 
 func (n *Node) handleAudit(w http.ResponseWriter, r *http.Request, _ Principal) {
-	change, ok := queryUint(w, r, "change")
+	changeID, ok := queryUint(w, r, "change")
 	if !ok {
 		return
 	}
@@ -444,10 +525,10 @@ func (n *Node) handleAudit(w http.ResponseWriter, r *http.Request, _ Principal) 
 	if !ok || !n.readable(w, r) {
 		return
 	}
-	out := []fsm.AuditEntry{}
+	out := []change.AuditEntry{}
 	n.fsm.read(func(m *fsm.Machine) {
 		for _, a := range m.Audit {
-			if a.Seq > since && (change == 0 || a.Change == change) {
+			if a.Seq > since && (changeID == 0 || a.Change == changeID) {
 				out = append(out, a)
 			}
 		}
@@ -459,13 +540,15 @@ func (n *Node) handleGetPolicy(w http.ResponseWriter, r *http.Request, _ Princip
 	if !n.readable(w, r) {
 		return
 	}
-	var p fsm.Policy
+	var p change.Policy
 	n.fsm.read(func(m *fsm.Machine) { p = m.Policy })
 	writeJSON(w, http.StatusOK, p)
 }
 
 func (n *Node) handlePutPolicy(w http.ResponseWriter, r *http.Request, p Principal) {
-	var pol fsm.Policy
+	// Fields left out keep their documented defaults (a policy written
+	// before a field existed must not set it to 0).
+	pol := change.DefaultPolicy()
 	if !decode(w, r, &pol) {
 		return
 	}
@@ -498,12 +581,22 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request, p Principal) {
 		n.notLeader(w, r)
 		return
 	}
+	var keyID string
+	n.fsm.read(func(m *fsm.Machine) { keyID = m.KeyID })
+	if keyID != "" && req.KeyID != keyID {
+		have := "no cluster key"
+		if req.KeyID != "" {
+			have = "cluster key " + req.KeyID
+		}
+		writeError(w, http.StatusConflict, directive.ErrorBody{Error: fmt.Sprintf("node %s has %s, and this cluster seals its entries with key %s: it could not verify them; start it with the cluster's cluster.key (--tls-dir)", req.ID, have, keyID)})
+		return
+	}
 	if err := n.wait(r.Context(), n.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, n.opts.RequestTimeout), n.opts.RequestTimeout); err != nil {
 		writeError(w, http.StatusServiceUnavailable, directive.ErrorBody{Error: "adding voter " + req.ID + ": " + err.Error()})
 		return
 	}
 	n.log.Info("voter added", "id", req.ID, "raft", req.RaftAddr, "http", req.HTTPAddr, "by", p.Name)
-	n.write(w, r, fsm.Command{Op: fsm.OpMember, By: fsm.System, Member: &fsm.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}}, http.StatusOK)
+	n.write(w, r, fsm.Command{Op: fsm.OpMember, By: fsm.System, Member: &change.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}}, http.StatusOK)
 }
 
 // handleRemove takes a voter out of the cluster (to replace a node, or

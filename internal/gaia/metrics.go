@@ -20,6 +20,13 @@ const (
 	MetricElections      = "lbsys_gaia_leaderships_total"
 	MetricPushes         = "lbsys_gaia_directive_pushes_total"
 	MetricReportsDropped = "lbsys_gaia_reports_dropped_total"
+	// Security and hygiene.
+	MetricRaftRefused     = "lbsys_gaia_raft_refused_connections_total"
+	MetricUnauthenticated = "lbsys_gaia_unauthenticated_entries_total"
+	MetricClockClamps     = "lbsys_gaia_clock_clamps_total"
+	MetricHalted          = "lbsys_gaia_halted"
+	MetricArchivedChanges = "lbsys_gaia_archived_changes_total"
+	MetricArchiveFailures = "lbsys_gaia_archive_failures_total"
 )
 
 type metrics struct {
@@ -65,6 +72,27 @@ func newMetrics(n *Node, reg *prometheus.Registry) *metrics {
 			read(func(m *fsm.Machine) float64 { return b2f(m.Live()) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricActiveProxies, Help: "Proxies heard from within the proxy TTL."},
 			read(func(m *fsm.Machine) float64 { return float64(len(m.ActiveProxies())) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricRaftRefused, Help: "Incoming Raft connections refused because the peer did not authenticate as a cluster member (mutual TLS)."},
+			func() float64 {
+				if n.stream == nil {
+					return 0
+				}
+				return float64(n.stream.refused.Load())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricUnauthenticated, Help: "Committed log entries this replica refused because they were not sealed with the cluster key (forged)."},
+			func() float64 {
+				n.fsm.mu.RLock()
+				defer n.fsm.mu.RUnlock()
+				return float64(n.fsm.unauthenticated)
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricClockClamps, Help: "Log entries whose time was ahead of the log time by more than max_clock_step (a leader's clock is off)."},
+			read(func(m *fsm.Machine) float64 { return float64(m.ClockClamps) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricHalted, Help: "1 when this coordinator stopped taking part in the cluster (its cluster key differs from the cluster's)."},
+			func() float64 { return b2f(n.Halted() != "") }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricArchivedChanges, Help: "Closed change records written to this node's archive file."},
+			func() float64 { n.archive.mu.Lock(); defer n.archive.mu.Unlock(); return float64(n.archive.written) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricArchiveFailures, Help: "Closed change records this node could not write to its archive file."},
+			func() float64 { n.archive.mu.Lock(); defer n.archive.mu.Unlock(); return float64(n.archive.failed) }),
 	)
 	return m
 }

@@ -9,6 +9,8 @@ package gaia
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lbsys/lbsys/api/change"
+	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
 
@@ -57,6 +61,13 @@ type Options struct {
 	JoinToken string
 	// Transport replaces the TCP transport (tests: raft.NewInmemTransport).
 	Transport raft.Transport
+	// Credentials authenticate the Raft transport (mutual TLS: a node
+	// certificate of the cluster CA on both ends, peers must be members)
+	// and seal every log entry with the cluster key, so that the state
+	// machine refuses entries a peer without the key wrote. Required when
+	// RaftAddr is not a loopback address; see LoadCredentials and
+	// InitTLS. With Transport set, only the cluster key is used.
+	Credentials *Credentials
 
 	// Raft timing. Defaults: 1s, 1s, 500ms, 50ms (hashicorp/raft's).
 	HeartbeatTimeout   time.Duration
@@ -78,7 +89,7 @@ type Options struct {
 	Tokens *Tokens
 	// Policy is proposed by the first leader of a cluster whose state has
 	// no policy yet; later changes go through PUT /v1/policy.
-	Policy *fsm.Policy
+	Policy *change.Policy
 
 	// WatchWait caps how long a long poll is held. Default 20s.
 	WatchWait time.Duration
@@ -168,10 +179,20 @@ type Node struct {
 	fsm       *replicated
 	wal       *raftwal.WAL
 	transport raft.Transport
+	stream    *tlsStream // nil without TLS
 	httpSrv   *http.Server
 	ln        net.Listener
 	advertise string
 	metrics   *metrics
+	archive   *archiveWriter
+	// sealKey seals the entries this node proposes (nil: not sealed);
+	// keyID is its public ID.
+	sealKey []byte
+	keyID   string
+	// raftRef is raft once started (read by callbacks that may run before
+	// Start assigned n.raft); halted is why this node stopped Raft.
+	raftRef atomic.Pointer[raft.Raft]
+	halted  atomic.Pointer[string]
 
 	// ready is true once this node, as leader, applied every entry of
 	// earlier terms (a barrier): only then are its reads linearizable.
@@ -197,6 +218,24 @@ func Start(opts Options) (*Node, error) {
 		reports: make(chan fsm.ProxyReport, 4096), leaderCh: make(chan struct{})}
 	close(n.leaderCh) // not leader yet
 	n.fsm.onStable = opts.OnStable
+	n.fsm.onHalt = n.halt
+	n.fsm.onRefused = func(index uint64, e *fsm.Error) {
+		n.log.Warn("refused an unauthenticated log entry: it changed nothing", "index", index, "err", e.Msg)
+	}
+	n.fsm.onClamped = func(index uint64, by time.Duration) {
+		n.log.Warn("a log entry's time was ahead of the log time by more than max_clock_step and was clamped: check the leader's clock (NTP)", "index", index, "ahead_by_more_than_allowed", by.Round(time.Millisecond))
+	}
+	if c := opts.Credentials; c != nil {
+		for _, w := range c.Warnings {
+			n.log.Warn("credentials: " + w)
+		}
+		if c.ClusterKey != nil {
+			if err := n.fsm.setKey(c.ClusterKey); err != nil {
+				return nil, fmt.Errorf("--tls-dir: %w", err)
+			}
+			n.sealKey, n.keyID = c.ClusterKey, fsm.KeyID(c.ClusterKey)
+		}
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -231,12 +270,37 @@ func Start(opts Options) (*Node, error) {
 		if addr.IP == nil || addr.IP.IsUnspecified() {
 			return nil, fmt.Errorf("raft-addr %s: give the address other nodes reach this one at, not a wildcard", opts.RaftAddr)
 		}
-		t, err := raft.NewTCPTransportWithLogger(opts.RaftAddr, addr, 3, 2*time.Second, hl.Named("transport"))
-		if err != nil {
-			return nil, fmt.Errorf("raft-addr %s: %w", opts.RaftAddr, err)
+		creds := opts.Credentials
+		switch {
+		case creds != nil && creds.Cert != nil:
+			if err := creds.Cert.Leaf.VerifyHostname(addr.IP.String()); err != nil {
+				return nil, fmt.Errorf("raft-addr %s: the certificate %s/%s.crt is not valid for %s (%v): peers would refuse it; issue one with `lbsys coordinator init-tls --dir %s --node %s=%s`", opts.RaftAddr, creds.Dir, opts.ID, addr.IP, err, creds.Dir, opts.ID, addr.IP)
+			}
+			if creds.NodeID != opts.ID {
+				return nil, fmt.Errorf("--tls-dir: the certificate is node %s's, not --id %s's", creds.NodeID, opts.ID)
+			}
+			st, err := newTLSStream(opts.RaftAddr, addr, creds, n.raftMembers, n.log)
+			if err != nil {
+				return nil, fmt.Errorf("raft-addr %s: %w", opts.RaftAddr, err)
+			}
+			n.stream = st
+			n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: st, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl.Named("transport")})
+		case addr.IP.IsLoopback():
+			n.log.Warn("the Raft transport is NOT authenticated (loopback development mode): any process on this host can join the cluster or forge log entries; use --tls-dir (lbsys coordinator init-tls) for anything but development", "raft", opts.RaftAddr)
+			t, err := raft.NewTCPTransportWithLogger(opts.RaftAddr, addr, 3, 2*time.Second, hl.Named("transport"))
+			if err != nil {
+				return nil, fmt.Errorf("raft-addr %s: %w", opts.RaftAddr, err)
+			}
+			n.transport = t
+		default:
+			return nil, fmt.Errorf("raft-addr %s is not a loopback address, so the Raft transport must be authenticated: pass --tls-dir DIR with the cluster's credentials (create them once with `lbsys coordinator init-tls --dir DIR --node %s=%s --node ...`, then copy ca.crt, cluster.key and each node's .crt/.key to it)", opts.RaftAddr, opts.ID, addr.IP)
 		}
-		n.transport = t
 	}
+	if n.sealKey == nil {
+		n.log.Warn("log entries are not sealed (no cluster key): a peer that reaches the Raft port can write entries as any principal; use --tls-dir")
+	}
+	n.archive = newArchiveWriter(filepath.Join(opts.DataDir, "archive", "changes.jsonl"), n.log)
+	n.fsm.onArchive = n.archive.write
 
 	notify := make(chan bool, 8)
 	rc := raft.DefaultConfig()
@@ -275,6 +339,11 @@ func Start(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.raft = r
+	n.raftRef.Store(r)
+	if n.halted.Load() != nil {
+		// The restore already met an entry this node cannot verify.
+		go r.Shutdown()
+	}
 
 	n.ln = opts.Listener
 	if n.ln == nil {
@@ -313,7 +382,8 @@ func Start(opts Options) (*Node, error) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.join() }()
 	}
-	n.log.Info("coordinator started", "raft", n.transport.LocalAddr(), "http", n.advertise, "existing_state", existing, "bootstrap", opts.Bootstrap && !existing)
+	n.log.Info("coordinator started", "raft", n.transport.LocalAddr(), "http", n.advertise, "existing_state", existing, "bootstrap", opts.Bootstrap && !existing,
+		"raft_tls", n.stream != nil, "entries_sealed", n.sealKey != nil, "key_id", n.keyID)
 	ok = true
 	return n, nil
 }
@@ -342,7 +412,52 @@ func (n *Node) Close() error {
 	if n.wal != nil {
 		n.wal.Close()
 	}
+	if n.archive != nil {
+		n.archive.close()
+	}
 	return err
+}
+
+// raftMembers is the Raft configuration as node ID -> address (nil before
+// Raft started). The TLS stream layer asks it for every connection; raft
+// keeps a copy of the latest configuration, so this does not block.
+func (n *Node) raftMembers() map[string]string {
+	r := n.raftRef.Load()
+	if r == nil {
+		return nil
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, s := range f.Configuration().Servers {
+		out[string(s.ID)] = string(s.Address)
+	}
+	return out
+}
+
+// halt stops this node's Raft when the log holds an entry sealed with a
+// key it does not hold: applying on would make its state diverge from the
+// cluster's. The API keeps answering, with 503 and the reason; restarted
+// with the right key, the node replays the log from its last snapshot.
+func (n *Node) halt(reason string) {
+	if !n.halted.CompareAndSwap(nil, &reason) {
+		return
+	}
+	n.log.Error("this coordinator stopped taking part in the cluster: "+reason, "key_id", n.keyID)
+	if r := n.raftRef.Load(); r != nil {
+		go r.Shutdown()
+	}
+}
+
+// Halted returns why this node stopped taking part in the cluster ("" if
+// it did not).
+func (n *Node) Halted() string {
+	if h := n.halted.Load(); h != nil {
+		return *h
+	}
+	return ""
 }
 
 // Raft exposes the Raft instance (tests, status).
@@ -435,11 +550,20 @@ func (n *Node) lead(ctx context.Context) {
 	}
 	// Record this node's addresses (followers redirect to them) and the
 	// initial policy before serving as leader.
-	me := fsm.Member{ID: n.opts.ID, RaftAddr: string(n.transport.LocalAddr()), HTTPAddr: n.advertise}
+	me := change.Member{ID: n.opts.ID, RaftAddr: string(n.transport.LocalAddr()), HTTPAddr: n.advertise}
 	for ctx.Err() == nil {
 		var cmd *fsm.Command
 		n.fsm.read(func(m *fsm.Machine) {
-			if old := m.Members[n.opts.ID]; old == nil || *old != me {
+			if m.Cluster == "" || n.keyID != "" && m.KeyID == "" {
+				// The cluster's identity first: a random ID (kept if the
+				// cluster has one) and the key that seals entries from
+				// here on.
+				id := m.Cluster
+				if id == "" {
+					id = newClusterID()
+				}
+				cmd = &fsm.Command{Op: fsm.OpCluster, By: fsm.System, Cluster: &fsm.ClusterInfo{ID: id, KeyID: n.keyID}}
+			} else if old := m.Members[n.opts.ID]; old == nil || *old != me {
 				cmd = &fsm.Command{Op: fsm.OpMember, By: fsm.System, Member: &me}
 			} else if !m.PolicySet && n.opts.Policy != nil {
 				p := *n.opts.Policy
@@ -450,7 +574,7 @@ func (n *Node) lead(ctx context.Context) {
 			break
 		}
 		if res, err := n.apply(ctx, *cmd); err != nil || res.Err != nil {
-			n.log.Warn("recording membership or policy failed; retrying", "err", err, "refused", res.Err)
+			n.log.Warn("recording the cluster identity, membership or policy failed; retrying", "err", err, "refused", res.Err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(n.opts.TickInterval):
@@ -464,22 +588,37 @@ func (n *Node) lead(ctx context.Context) {
 	n.log.Info("leading", "term", n.raft.CurrentTerm())
 	t := time.NewTicker(n.opts.TickInterval)
 	defer t.Stop()
+	warnedClock := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		var due bool
+		var due, behind bool
 		now := time.Now()
 		n.fsm.read(func(m *fsm.Machine) {
 			dl := m.NextDeadline()
-			due = !dl.IsZero() && !now.Before(dl)
+			due = !dl.IsZero() && !now.Before(dl) || m.KeepAliveDue(now)
+			behind = m.Now.Sub(now) > m.Policy.MaxClockStep.Std()
 		})
+		if behind && !warnedClock {
+			warnedClock = true
+			n.log.Warn("this leader's clock is behind the log time by more than max_clock_step: its entries do not move the clock until it catches up; check its clock (NTP)")
+		}
 		if due {
 			n.apply(ctx, fsm.Command{Op: fsm.OpTick, By: fsm.System})
 		}
 	}
+}
+
+// newClusterID returns a random cluster ID (32 hex digits).
+func newClusterID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return hex.EncodeToString(b)
 }
 
 // errNoQuorum is the refusal of a leader that cannot reach a majority, or
@@ -515,6 +654,9 @@ func (n *Node) apply(ctx context.Context, c fsm.Command) (fsm.Result, *applyErro
 	b, err := fsm.Encode(c)
 	if err != nil {
 		return fsm.Result{}, &applyError{err: err, notLeader: true}
+	}
+	if n.sealKey != nil {
+		b = fsm.Seal(n.sealKey, b)
 	}
 	f := n.raft.Apply(b, n.opts.RequestTimeout)
 	if err := n.wait(ctx, f, n.opts.RequestTimeout); err != nil {
@@ -601,9 +743,16 @@ func (n *Node) join() {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		for _, u := range n.opts.Join {
-			err := joinCluster(n.ctx, u, n.opts.JoinToken, JoinRequest{ID: n.opts.ID, RaftAddr: string(n.transport.LocalAddr()), HTTPAddr: n.advertise})
+			err := joinCluster(n.ctx, u, n.opts.JoinToken, JoinRequest{ID: n.opts.ID, RaftAddr: string(n.transport.LocalAddr()), HTTPAddr: n.advertise, KeyID: n.keyID})
 			if err == nil {
 				n.log.Info("joined the cluster", "via", u)
+				return
+			}
+			var ce *client.Error
+			if errors.As(err, &ce) && (ce.Status == http.StatusBadRequest || ce.Status == http.StatusUnauthorized || ce.Status == http.StatusForbidden || ce.Status == http.StatusConflict) {
+				// Refused for good (wrong token, another cluster key):
+				// retrying would not change the answer.
+				n.log.Error("the cluster refused to add this node; fix the cause and restart it", "via", u, "err", err)
 				return
 			}
 			if attempt%10 == 0 {

@@ -2,12 +2,14 @@ package gaia
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
@@ -16,7 +18,7 @@ func TestMajorityElectsAndCommits(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	l := c.leader()
 	st, ch := emergency(t, c.url(l), 2)
-	if st != http.StatusCreated || ch.Version != 1 || ch.State != fsm.Review {
+	if st != http.StatusCreated || ch.Version != 1 || ch.State != change.Review {
 		t.Fatalf("propose: %d %+v", st, ch)
 	}
 	// Followers redirect writes and linearizable reads to the leader.
@@ -54,7 +56,7 @@ func TestMinorityLeaderRefusesCommits(t *testing.T) {
 	c.isolate(old)
 	// The old leader cannot commit: it refuses with 503, whether it still
 	// believes it leads (VerifyLeader fails) or already stepped down.
-	st, b, _ := call(t, "POST", c.url(old)+"/v1/changes", carolTok, ProposeRequest{Type: fsm.Emergency, Reason: "minority", Directive: weightsDirective(99)})
+	st, b, _ := call(t, "POST", c.url(old)+"/v1/changes", carolTok, ProposeRequest{Type: change.Emergency, Reason: "minority", Directive: weightsDirective(99)})
 	if st != http.StatusServiceUnavailable || !strings.Contains(string(b), "no quorum: commit delayed until a majority is reachable") {
 		t.Fatalf("minority write: %d %s", st, b)
 	}
@@ -91,10 +93,11 @@ func TestHealedNodeCatchesUpThroughASnapshot(t *testing.T) {
 	f := (l + 1) % 3
 	c.isolate(f)
 	for i := 0; i < 12; i++ {
-		if st, _ := emergency(t, c.url(l), float64(i+1)); st != http.StatusCreated {
-			t.Fatalf("commit %d: %d", i, st)
+		if ch := c.mustCommit(fmt.Sprintf("heal-%d", i), float64(i+1), f); ch.Version != uint64(i+1) {
+			t.Fatalf("commit %d made version %d", i, ch.Version)
 		}
 	}
+	l = c.leader(f)
 	eventually(t, "the leader to compact its log", func() bool {
 		idx, _ := strconv.Atoi(c.nodes[l].Raft().Stats()["last_snapshot_index"])
 		return idx > 0
@@ -107,9 +110,7 @@ func TestHealedNodeCatchesUpThroughASnapshot(t *testing.T) {
 	if string(a) != string(b) {
 		t.Fatalf("follower's version 12 differs:\n%s\n%s", a, b)
 	}
-	if st, _ := emergency(t, c.url(c.leader()), 13); st != http.StatusCreated {
-		t.Fatal("commit after heal")
-	}
+	c.mustCommit("heal-13", 13)
 	eventually(t, "the follower to follow the log", func() bool { v, _ := c.latest(f); return v == 13 })
 }
 

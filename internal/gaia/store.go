@@ -1,26 +1,57 @@
 package gaia
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
 
-// replicated adapts the pure fsm.Machine to raft.FSM: it decodes log
-// entries, serializes access, and wakes the directive stream's long polls
-// when what some proxy should run changes.
+// replicated adapts the pure fsm.Machine to raft.FSM: it hands log entries
+// to the machine (which verifies their seal), serializes access, writes out
+// archived change records, stops the node on a key mismatch, and wakes the
+// directive stream's long polls when what some proxy should run changes.
 type replicated struct {
 	mu     sync.RWMutex
 	m      *fsm.Machine
 	key    string        // what the stream's targets depend on
 	notify chan struct{} // closed (and replaced) when key changes
-	// onStable, if set, is called under the lock when the stable version
-	// changes (benchmarks time propagation from here).
-	onStable func(version uint64)
+	// sealKey is this node's cluster key (nil: none), given to every
+	// machine restored from a snapshot.
+	sealKey []byte
+	// halted is set (and Apply stops) when an entry is sealed with a key
+	// this node does not hold.
+	halted string
+	// unauthenticated counts entries refused as not (validly) sealed.
+	unauthenticated uint64
+	// Callbacks, set before Raft starts; called under the lock, so they
+	// must be quick. onStable: the stable version changed (benchmarks);
+	// onHalt: key mismatch; onRefused: an unauthenticated entry;
+	// onClamped: an entry's time was clamped; onArchive: closed changes
+	// left the state.
+	onStable  func(version uint64)
+	onHalt    func(reason string)
+	onRefused func(index uint64, err *fsm.Error)
+	onClamped func(index uint64, by time.Duration)
+	onArchive func(index uint64, changes []*change.Change)
+}
+
+// setKey gives the machine (and every machine restored later) the cluster
+// key.
+func (r *replicated) setKey(key []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.m.SetKey(key); err != nil {
+		return err
+	}
+	r.sealKey = append([]byte(nil), key...)
+	return nil
 }
 
 func newReplicated() *replicated {
@@ -33,22 +64,38 @@ func (r *replicated) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	cmd, err := fsm.Decode(l.Data)
 	r.mu.Lock()
-	var res fsm.Result
-	if err != nil {
-		// Still advance the index: every replica refuses it identically.
-		res = r.m.Apply(l.Index, fsm.Command{Op: "undecodable"})
-		res.Err = &fsm.Error{Code: fsm.CodeBadCommand, Msg: "undecodable log entry: " + err.Error()}
-	} else {
-		stable := r.m.Stable
-		res = r.m.Apply(l.Index, cmd)
-		if r.onStable != nil && r.m.Stable != stable {
-			r.onStable(r.m.Stable)
+	defer r.mu.Unlock()
+	if r.halted != "" {
+		return fsm.Result{Err: &fsm.Error{Code: fsm.CodeKeyMismatch, Msg: r.halted}}
+	}
+	stable := r.m.Stable
+	res := r.m.ApplyEntry(l.Index, l.Data)
+	if res.Err != nil {
+		switch res.Err.Code {
+		case fsm.CodeKeyMismatch:
+			r.halted = res.Err.Msg
+			if r.onHalt != nil {
+				r.onHalt(res.Err.Msg)
+			}
+			return res
+		case fsm.CodeUnauthenticated:
+			r.unauthenticated++
+			if r.onRefused != nil {
+				r.onRefused(l.Index, res.Err)
+			}
 		}
 	}
+	if res.Clamped > 0 && r.onClamped != nil {
+		r.onClamped(l.Index, res.Clamped)
+	}
+	if a := r.m.TakeArchived(); len(a) > 0 && r.onArchive != nil {
+		r.onArchive(l.Index, a)
+	}
+	if r.onStable != nil && r.m.Stable != stable {
+		r.onStable(r.m.Stable)
+	}
 	r.wakeLocked()
-	r.mu.Unlock()
 	return res
 }
 
@@ -71,10 +118,15 @@ func targetKey(m *fsm.Machine) string {
 }
 
 // Snapshot implements raft.FSM: the machine's JSON, taken under the lock
-// (the machine is small; encoding it is quicker than copying it).
+// (the machine is small; encoding it is quicker than copying it). A halted
+// node takes none: its state lacks the entries it could not verify, and a
+// snapshot of it would outlive the fix.
 func (r *replicated) Snapshot() (raft.FSMSnapshot, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if r.halted != "" {
+		return nil, errors.New("no snapshot: this coordinator halted: " + r.halted)
+	}
 	b, err := r.m.Marshal()
 	if err != nil {
 		return nil, err
@@ -92,6 +144,11 @@ func (r *replicated) Restore(rc io.ReadCloser) error {
 	m, err := fsm.Unmarshal(b)
 	if err != nil {
 		return err
+	}
+	if r.sealKey != nil {
+		if err := m.SetKey(r.sealKey); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.m = m

@@ -1,6 +1,7 @@
 package gaia
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,6 +28,9 @@ func (n *Node) handleWatch(w http.ResponseWriter, r *http.Request, _ Principal) 
 		n.notLeader(w, r)
 		return
 	}
+	if !n.sameCluster(w, req.Proxy, req.Cluster, req.Version) {
+		return
+	}
 	lost := n.leaderDone()
 	n.observe(&req)
 
@@ -44,7 +48,7 @@ func (n *Node) handleWatch(w http.ResponseWriter, r *http.Request, _ Principal) 
 		)
 		n.fsm.read(func(m *fsm.Machine) {
 			target, canary := m.Target(req.Proxy)
-			resp = directive.WatchResponse{Version: target, Canary: canary, Leader: n.URL()}
+			resp = directive.WatchResponse{Version: target, Cluster: m.Cluster, Canary: canary, Leader: n.URL()}
 			if m.Canary != nil {
 				resp.ReportIntervalMs = n.opts.ReportInterval.Milliseconds()
 			}
@@ -76,6 +80,23 @@ func (n *Node) handleWatch(w http.ResponseWriter, r *http.Request, _ Principal) 
 			return
 		}
 	}
+}
+
+// sameCluster refuses (409, with this cluster's ID) a proxy that runs a
+// version of another cluster: version numbers restart in a rebuilt cluster,
+// so its version N is not this cluster's N, and counting it would report a
+// proxy live on content it does not run. The proxy's operator resets its
+// agent to move it here (docs/coordinator.md, "Cluster identity").
+func (n *Node) sameCluster(w http.ResponseWriter, proxy, cluster string, version uint64) bool {
+	var mine string
+	n.fsm.read(func(m *fsm.Machine) { mine = m.Cluster })
+	if cluster == "" || mine == "" || cluster == mine {
+		return true
+	}
+	writeError(w, http.StatusConflict, directive.ErrorBody{Cluster: mine, Error: fmt.Sprintf(
+		"proxy %s runs version %d of coordinator cluster %s; this is cluster %s, where version numbers mean other content: it keeps serving its directive and is not counted here. To move it to this cluster, stop it, run `lbsys coordinator reset-agent --state-file <its state file>` and start it again",
+		proxy, version, cluster, mine)})
+	return false
 }
 
 // observe queues a report when the request tells the leader something its
@@ -111,6 +132,9 @@ func (n *Node) handleReport(w http.ResponseWriter, r *http.Request, _ Principal)
 	}
 	if !n.IsLeader() {
 		n.notLeader(w, r)
+		return
+	}
+	if !n.sameCluster(w, rep.Proxy, rep.Cluster, rep.Version) {
 		return
 	}
 	n.enqueueReport(fsm.ProxyReport{Proxy: rep.Proxy, Version: rep.Version, Stats: &rep})

@@ -17,13 +17,20 @@
 //     command returns a Result with Err set and changes nothing but the
 //     machine's clock.
 //  3. The machine's clock is the largest At seen, so a leader whose clock is
-//     behind its predecessor's cannot move time backwards.
-//  4. Time-driven work (scheduled changes, canary windows, rollout
+//     behind its predecessor's cannot move time backwards, and it moves at
+//     most Policy.MaxClockStep per entry, so one whose clock is far ahead
+//     cannot end windows and deadlines at once.
+//  4. Entries written by a coordinator with a cluster key are sealed
+//     (Seal); replicas apply raw log entries with ApplyEntry, which
+//     verifies the seal. Once the cluster recorded its key ID, an entry
+//     that is not validly sealed changes nothing: a peer that can write to
+//     the Raft log without the key cannot claim a principal.
+//  5. Time-driven work (scheduled changes, canary windows, rollout
 //     deadlines, proxies going silent) happens only when a command arrives.
 //     The leader proposes OpTick when the wall clock passes NextDeadline.
-//  5. Snapshots are the machine's JSON encoding (Marshal); Unmarshal
+//  6. Snapshots are the machine's JSON encoding (Marshal); Unmarshal
 //     restores it. Encoding is deterministic (sorted map keys).
-//  6. Read the machine (Target, Status, changes) under the caller's lock;
+//  7. Read the machine (Target, Status, changes) under the caller's lock;
 //     values returned are copies or never mutated afterwards.
 //
 // The workflow (ITIL): new → assess → authorize → scheduled → implement →

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 )
 
@@ -24,6 +25,8 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, m: NewMachine(), now: t0}
 	h.m.Policy.CanaryFraction = 0 // tests that want canaries turn them on
+	// Scripts jump the clock by hours; TestClockClamp tests the bound.
+	h.m.Policy.MaxClockStep = directive.Duration(1000 * time.Hour)
 	return h
 }
 
@@ -47,7 +50,7 @@ func (h *harness) advance(d time.Duration) Result {
 	return h.apply(Command{Op: OpTick})
 }
 
-func (h *harness) propose(by string, roles []string, t Type, d *directive.Directive, mod ...func(*Propose)) Result {
+func (h *harness) propose(by string, roles []string, t change.Type, d *directive.Directive, mod ...func(*Propose)) Result {
 	p := &Propose{Type: t, Reason: "forecast: flash sale at 12:00", Directive: d}
 	for _, f := range mod {
 		f(p)
@@ -71,7 +74,7 @@ func (h *harness) report(versions map[string]uint64) {
 	}
 }
 
-func (h *harness) ok(r Result) *Change {
+func (h *harness) ok(r Result) *change.Change {
 	h.t.Helper()
 	if r.Err != nil {
 		h.t.Fatalf("unexpected error: %v", r.Err)
@@ -79,7 +82,7 @@ func (h *harness) ok(r Result) *Change {
 	return r.Change
 }
 
-func (h *harness) state(id uint64) State { return h.m.Changes[id].State }
+func (h *harness) state(id uint64) change.State { return h.m.Changes[id].State }
 
 func weights(w map[string]float64, blessed bool) *directive.Directive {
 	return &directive.Directive{Schema: 1, Services: map[string]*directive.Service{
@@ -92,7 +95,7 @@ func w(n float64) *directive.Directive {
 }
 
 func TestLegalTable(t *testing.T) {
-	all := []State{New, Assess, Authorize, Scheduled, Implement, Review, Closed, Canceled}
+	all := []change.State{change.New, change.Assess, change.Authorize, change.Scheduled, change.Implement, change.Review, change.Closed, change.Canceled}
 	want := map[string]bool{
 		"new>assess": true, "new>canceled": true, "assess>authorize": true, "assess>canceled": true,
 		"authorize>scheduled": true, "authorize>canceled": true, "scheduled>implement": true,
@@ -108,28 +111,28 @@ func TestLegalTable(t *testing.T) {
 }
 
 // changeIn brings a fresh change into the given resting state.
-func changeIn(t *testing.T, s State) (*harness, uint64) {
+func changeIn(t *testing.T, s change.State) (*harness, uint64) {
 	h := newHarness(t)
 	switch s {
-	case Authorize:
-		return h, h.ok(h.propose("alice", alice, Normal, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) })).ID
-	case Scheduled:
-		id := h.ok(h.propose("alice", alice, Normal, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) })).ID
+	case change.Authorize:
+		return h, h.ok(h.propose("alice", alice, change.Normal, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) })).ID
+	case change.Scheduled:
+		id := h.ok(h.propose("alice", alice, change.Normal, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) })).ID
 		h.ok(h.decide(OpApprove, "bob", bob, id))
 		return h, id
-	case Implement:
+	case change.Implement:
 		h.report(map[string]uint64{"p1": 0}) // a proxy that has not applied it yet
-		id := h.ok(h.propose("alice", alice, Normal, w(2))).ID
+		id := h.ok(h.propose("alice", alice, change.Normal, w(2))).ID
 		h.ok(h.decide(OpApprove, "bob", bob, id))
 		return h, id
-	case Review:
-		return h, h.ok(h.propose("carol", carol, Emergency, w(2))).ID
-	case Closed:
-		id := h.ok(h.propose("alice", alice, Normal, w(2))).ID
+	case change.Review:
+		return h, h.ok(h.propose("carol", carol, change.Emergency, w(2))).ID
+	case change.Closed:
+		id := h.ok(h.propose("alice", alice, change.Normal, w(2))).ID
 		h.ok(h.decide(OpApprove, "bob", bob, id))
 		return h, id
-	case Canceled:
-		id := h.ok(h.propose("alice", alice, Normal, w(2))).ID
+	case change.Canceled:
+		id := h.ok(h.propose("alice", alice, change.Normal, w(2))).ID
 		h.ok(h.decide(OpReject, "bob", bob, id))
 		return h, id
 	}
@@ -151,16 +154,16 @@ func TestEveryActionInEveryState(t *testing.T) {
 	cancel := act{OpCancel, "bob", bob}
 	rollback := act{OpRollback, "carol", carol}
 	cases := []struct {
-		state State
+		state change.State
 		act   act
-		want  State // "" = refused with a conflict
+		want  change.State // "" = refused with a conflict
 	}{
-		{Authorize, approve, Scheduled}, {Authorize, reject, Canceled}, {Authorize, cancel, Canceled}, {Authorize, rollback, ""},
-		{Scheduled, approve, ""}, {Scheduled, reject, ""}, {Scheduled, cancel, Canceled}, {Scheduled, rollback, ""},
-		{Implement, approve, ""}, {Implement, reject, ""}, {Implement, cancel, ""}, {Implement, rollback, Review},
-		{Review, approve, Closed}, {Review, reject, ""}, {Review, cancel, ""}, {Review, rollback, Review},
-		{Closed, approve, ""}, {Closed, reject, ""}, {Closed, cancel, ""}, {Closed, rollback, Closed},
-		{Canceled, approve, ""}, {Canceled, reject, ""}, {Canceled, cancel, ""}, {Canceled, rollback, ""},
+		{change.Authorize, approve, change.Scheduled}, {change.Authorize, reject, change.Canceled}, {change.Authorize, cancel, change.Canceled}, {change.Authorize, rollback, ""},
+		{change.Scheduled, approve, ""}, {change.Scheduled, reject, ""}, {change.Scheduled, cancel, change.Canceled}, {change.Scheduled, rollback, ""},
+		{change.Implement, approve, ""}, {change.Implement, reject, ""}, {change.Implement, cancel, ""}, {change.Implement, rollback, change.Review},
+		{change.Review, approve, change.Closed}, {change.Review, reject, ""}, {change.Review, cancel, ""}, {change.Review, rollback, change.Review},
+		{change.Closed, approve, ""}, {change.Closed, reject, ""}, {change.Closed, cancel, ""}, {change.Closed, rollback, change.Closed},
+		{change.Canceled, approve, ""}, {change.Canceled, reject, ""}, {change.Canceled, cancel, ""}, {change.Canceled, rollback, ""},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s", c.state, c.act.op), func(t *testing.T) {
@@ -200,13 +203,13 @@ func TestEveryActionInEveryState(t *testing.T) {
 
 func TestRolesAndSeparationOfDuties(t *testing.T) {
 	h := newHarness(t)
-	if r := h.propose("eve", []string{RoleViewer}, Normal, w(2)); r.Err == nil || r.Err.Code != CodeForbidden {
+	if r := h.propose("eve", []string{RoleViewer}, change.Normal, w(2)); r.Err == nil || r.Err.Code != CodeForbidden {
 		t.Errorf("viewer proposed: %+v", r)
 	}
-	if r := h.propose("alice", alice, Emergency, w(2)); r.Err == nil || !strings.Contains(r.Err.Msg, "proposer and approver roles") {
+	if r := h.propose("alice", alice, change.Emergency, w(2)); r.Err == nil || !strings.Contains(r.Err.Msg, "proposer and approver roles") {
 		t.Errorf("emergency without approver role: %+v", r)
 	}
-	id := h.ok(h.propose("carol", carol, Normal, w(2))).ID
+	id := h.ok(h.propose("carol", carol, change.Normal, w(2))).ID
 	if r := h.decide(OpApprove, "alice", alice, id); r.Err == nil || r.Err.Code != CodeForbidden {
 		t.Errorf("approval without the role: %+v", r)
 	}
@@ -219,8 +222,8 @@ func TestRolesAndSeparationOfDuties(t *testing.T) {
 	if r := h.decide(OpApprove, "bob", bob, 99); r.Err == nil || r.Err.Code != CodeNotFound {
 		t.Errorf("unknown change: %+v", r)
 	}
-	other := h.ok(h.propose("alice", alice, Normal, w(3))).ID
-	if r := h.decide(OpCancel, "alice", alice, other); r.Err != nil || r.Change.State != Canceled || r.Change.Outcome != Withdrawn {
+	other := h.ok(h.propose("alice", alice, change.Normal, w(3))).ID
+	if r := h.decide(OpCancel, "alice", alice, other); r.Err != nil || r.Change.State != change.Canceled || r.Change.Outcome != change.Withdrawn {
 		t.Errorf("requester cancel: %+v", r)
 	}
 	h.m.Policy.SelfApproval = true
@@ -228,7 +231,7 @@ func TestRolesAndSeparationOfDuties(t *testing.T) {
 		t.Errorf("self-approval allowed by policy: %v", r.Err)
 	}
 	c := h.m.Changes[id]
-	if len(c.Approvals) != 1 || c.Approvals[0].Who != "carol" || c.Approvals[0].Stage != Authorize {
+	if len(c.Approvals) != 1 || c.Approvals[0].Who != "carol" || c.Approvals[0].Stage != change.Authorize {
 		t.Errorf("approvals %+v", c.Approvals)
 	}
 }
@@ -237,16 +240,16 @@ func TestProposalValidation(t *testing.T) {
 	h := newHarness(t)
 	bad := w(2)
 	bad.Services["catalog"].Weights["127.0.0.1:9001"] = -1
-	if r := h.propose("alice", alice, Normal, bad); r.Err == nil || r.Err.Code != CodeInvalid || !strings.Contains(r.Err.Msg, "weights[127.0.0.1:9001]") {
+	if r := h.propose("alice", alice, change.Normal, bad); r.Err == nil || r.Err.Code != CodeInvalid || !strings.Contains(r.Err.Msg, "weights[127.0.0.1:9001]") {
 		t.Errorf("invalid directive: %+v", r)
 	}
 	if r := h.propose("alice", alice, "minor", w(2)); r.Err == nil || !strings.Contains(r.Err.Msg, "not a change type") {
 		t.Errorf("bad type: %+v", r)
 	}
-	if r := h.propose("alice", alice, Normal, w(2), func(p *Propose) { p.Reason = " " }); r.Err == nil || !strings.Contains(r.Err.Msg, "reason") {
+	if r := h.propose("alice", alice, change.Normal, w(2), func(p *Propose) { p.Reason = " " }); r.Err == nil || !strings.Contains(r.Err.Msg, "reason") {
 		t.Errorf("no reason: %+v", r)
 	}
-	if r := h.propose("carol", carol, Emergency, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) }); r.Err == nil {
+	if r := h.propose("carol", carol, change.Emergency, w(2), func(p *Propose) { p.NotBefore = t0.Add(time.Hour) }); r.Err == nil {
 		t.Errorf("scheduled emergency accepted")
 	}
 	if len(h.m.Changes) != 0 || h.m.LastChange != 0 {
@@ -264,24 +267,24 @@ func TestProposalValidation(t *testing.T) {
 func TestStandardChangePolicy(t *testing.T) {
 	h := newHarness(t)
 	// No stable version yet: weights are measured against 1.
-	c := h.ok(h.propose("alice", alice, Standard, w(1.1)))
-	if c.State != Closed || c.Version != 1 || c.Outcome != Success || h.m.Stable != 1 {
+	c := h.ok(h.propose("alice", alice, change.Standard, w(1.1)))
+	if c.State != change.Closed || c.Version != 1 || c.Outcome != change.Success || h.m.Stable != 1 {
 		t.Fatalf("standard change inside the policy: %+v", c)
 	}
 	// 1.1 -> 1.5 is a 36% move: outside the 20% policy.
-	c = h.ok(h.propose("alice", alice, Standard, w(1.5)))
-	if c.State != Canceled || c.Outcome != Rejected || !strings.Contains(c.Detail, "36.4% > 20%") || !strings.Contains(c.Detail, "propose it as a normal change") {
+	c = h.ok(h.propose("alice", alice, change.Standard, w(1.5)))
+	if c.State != change.Canceled || c.Outcome != change.Rejected || !strings.Contains(c.Detail, "36.4% > 20%") || !strings.Contains(c.Detail, "propose it as a normal change") {
 		t.Fatalf("outside the policy: %+v", c)
 	}
 	// Not blessed.
-	c = h.ok(h.propose("alice", alice, Standard, weights(map[string]float64{"127.0.0.1:9001": 1.2}, false)))
-	if c.State != Canceled || !strings.Contains(c.Detail, "not blessed") {
+	c = h.ok(h.propose("alice", alice, change.Standard, weights(map[string]float64{"127.0.0.1:9001": 1.2}, false)))
+	if c.State != change.Canceled || !strings.Contains(c.Detail, "not blessed") {
 		t.Fatalf("unblessed: %+v", c)
 	}
 	// From weight 0 is unbounded.
-	h.ok(h.propose("carol", carol, Emergency, w(0)))
-	c = h.ok(h.propose("alice", alice, Standard, w(0.1)))
-	if c.State != Canceled || c.Assessment.MaxWeightMovePercent != -1 || !strings.Contains(c.Detail, "unbounded") {
+	h.ok(h.propose("carol", carol, change.Emergency, w(0)))
+	c = h.ok(h.propose("alice", alice, change.Standard, w(0.1)))
+	if c.State != change.Canceled || c.Assessment.MaxWeightMovePercent != -1 || !strings.Contains(c.Detail, "unbounded") {
 		t.Fatalf("from zero: %+v %+v", c, c.Assessment)
 	}
 	// The audit log tells the whole story of change 1.
@@ -300,14 +303,14 @@ func TestStandardChangePolicy(t *testing.T) {
 func TestNormalChangeWaitsForApprovalScheduleAndSlot(t *testing.T) {
 	h := newHarness(t)
 	h.report(map[string]uint64{"p1": 0, "p2": 0})
-	a := h.ok(h.propose("alice", alice, Normal, w(2)))
-	b := h.ok(h.propose("alice", alice, Normal, w(3), func(p *Propose) { p.NotBefore = t0.Add(10 * time.Second) }))
-	if a.State != Authorize || b.State != Authorize {
+	a := h.ok(h.propose("alice", alice, change.Normal, w(2)))
+	b := h.ok(h.propose("alice", alice, change.Normal, w(3), func(p *Propose) { p.NotBefore = t0.Add(10 * time.Second) }))
+	if a.State != change.Authorize || b.State != change.Authorize {
 		t.Fatalf("states %s %s", a.State, b.State)
 	}
 	h.ok(h.decide(OpApprove, "bob", bob, b.ID))
 	h.ok(h.decide(OpApprove, "bob", bob, a.ID))
-	if h.state(a.ID) != Implement || h.state(b.ID) != Scheduled || h.m.Stable != 1 {
+	if h.state(a.ID) != change.Implement || h.state(b.ID) != change.Scheduled || h.m.Stable != 1 {
 		t.Fatalf("a %s b %s stable %d", h.state(a.ID), h.state(b.ID), h.m.Stable)
 	}
 	if dl := h.m.NextDeadline(); !dl.Equal(h.m.Changes[a.ID].Deadline) && !dl.Before(h.m.Changes[a.ID].Deadline) {
@@ -315,7 +318,7 @@ func TestNormalChangeWaitsForApprovalScheduleAndSlot(t *testing.T) {
 	}
 	// The proxies apply version 1: a is live and closes; b is not due yet.
 	h.report(map[string]uint64{"p1": 1, "p2": 1})
-	if h.state(a.ID) != Closed || h.state(b.ID) != Scheduled {
+	if h.state(a.ID) != change.Closed || h.state(b.ID) != change.Scheduled {
 		t.Fatalf("a %s b %s", h.state(a.ID), h.state(b.ID))
 	}
 	if !h.m.Live() {
@@ -325,11 +328,11 @@ func TestNormalChangeWaitsForApprovalScheduleAndSlot(t *testing.T) {
 		t.Fatalf("next deadline %v, want b's not_before", dl)
 	}
 	h.advance(5 * time.Second)
-	if h.state(b.ID) != Scheduled {
+	if h.state(b.ID) != change.Scheduled {
 		t.Fatal("b implemented before not_before")
 	}
 	h.advance(5 * time.Second)
-	if h.state(b.ID) != Implement || h.m.Stable != 2 || h.m.Latest != 2 {
+	if h.state(b.ID) != change.Implement || h.m.Stable != 2 || h.m.Latest != 2 {
 		t.Fatalf("b %s stable %d", h.state(b.ID), h.m.Stable)
 	}
 	if tv, canary := h.m.Target("p1"); tv != 2 || canary {
@@ -341,11 +344,11 @@ func TestRolloutOutcomes(t *testing.T) {
 	t.Run("nack makes it partial", func(t *testing.T) {
 		h := newHarness(t)
 		h.report(map[string]uint64{"p1": 0, "p2": 0})
-		c := h.ok(h.propose("carol", carol, Emergency, w(2)))
+		c := h.ok(h.propose("carol", carol, change.Emergency, w(2)))
 		h.report(map[string]uint64{"p1": 1})
 		h.apply(Command{Op: OpReport, By: System, Reports: []ProxyReport{{Proxy: "p2", Rejected: 1, Error: "services[catalog]: policy round_robin does not take weights"}}})
 		c = h.m.Changes[c.ID]
-		if c.State != Review || c.Outcome != Partial || !strings.Contains(c.Detail, "p2 (services[catalog]: policy round_robin") {
+		if c.State != change.Review || c.Outcome != change.Partial || !strings.Contains(c.Detail, "p2 (services[catalog]: policy round_robin") {
 			t.Fatalf("%+v", c)
 		}
 		if h.m.Audit[len(h.m.Audit)-2].Event != "nack" {
@@ -356,35 +359,35 @@ func TestRolloutOutcomes(t *testing.T) {
 		h := newHarness(t)
 		h.m.Policy.ProxyTTL = directive.Duration(time.Hour)
 		h.report(map[string]uint64{"p1": 0})
-		c := h.ok(h.propose("carol", carol, Emergency, w(2)))
+		c := h.ok(h.propose("carol", carol, change.Emergency, w(2)))
 		h.advance(h.m.Policy.RolloutTimeout.Std())
-		if c = h.m.Changes[c.ID]; c.Outcome != TimedOut || !strings.Contains(c.Detail, "p1 did not apply version 1") {
+		if c = h.m.Changes[c.ID]; c.Outcome != change.TimedOut || !strings.Contains(c.Detail, "p1 did not apply version 1") {
 			t.Fatalf("%+v", c)
 		}
 	})
 	t.Run("a silent proxy drops out", func(t *testing.T) {
 		h := newHarness(t)
 		h.report(map[string]uint64{"p1": 0, "p2": 0})
-		c := h.ok(h.propose("alice", alice, Normal, w(2)))
+		c := h.ok(h.propose("alice", alice, change.Normal, w(2)))
 		h.ok(h.decide(OpApprove, "bob", bob, c.ID))
 		h.now = h.now.Add(30 * time.Second)
 		h.report(map[string]uint64{"p1": 1})
-		if h.state(c.ID) != Implement {
+		if h.state(c.ID) != change.Implement {
 			t.Fatal("closed while p2 is still active")
 		}
 		if dl := h.m.NextDeadline(); !dl.Equal(t0.Add(60*time.Second + time.Millisecond)) {
 			t.Fatalf("deadline %v: p2's TTL", dl)
 		}
 		h.advance(31 * time.Second)
-		if c = h.m.Changes[c.ID]; c.State != Closed || !strings.Contains(c.Detail, "every active proxy (1)") {
+		if c = h.m.Changes[c.ID]; c.State != change.Closed || !strings.Contains(c.Detail, "every active proxy (1)") {
 			t.Fatalf("%+v", c)
 		}
 	})
 	t.Run("emergency supersedes", func(t *testing.T) {
-		h, id := changeIn(t, Implement)
-		e := h.ok(h.propose("carol", carol, Emergency, w(5)))
+		h, id := changeIn(t, change.Implement)
+		e := h.ok(h.propose("carol", carol, change.Emergency, w(5)))
 		old := h.m.Changes[id]
-		if old.State != Review || old.Outcome != Superseded || e.State != Implement || h.m.Stable != e.Version || e.Version != 2 {
+		if old.State != change.Review || old.Outcome != change.Superseded || e.State != change.Implement || h.m.Stable != e.Version || e.Version != 2 {
 			t.Fatalf("old %+v new %+v", old, e)
 		}
 	})
@@ -392,8 +395,8 @@ func TestRolloutOutcomes(t *testing.T) {
 
 func TestRollback(t *testing.T) {
 	h := newHarness(t)
-	v1 := h.ok(h.propose("carol", carol, Emergency, w(2)))
-	v2 := h.ok(h.propose("carol", carol, Emergency, w(3)))
+	v1 := h.ok(h.propose("carol", carol, change.Emergency, w(2)))
+	v2 := h.ok(h.propose("carol", carol, change.Emergency, w(3)))
 	if v1.Version != 1 || v2.Version != 2 {
 		t.Fatal(v1.Version, v2.Version)
 	}
@@ -420,14 +423,14 @@ func TestRollback(t *testing.T) {
 		}
 	}
 	// A normal rollback waits for approval like any change.
-	r := h.ok(h.apply(Command{Op: OpRollback, By: "alice", Roles: alice, Rollback: &Rollback{ToVersion: 2, Type: Normal, Reason: "again"}}))
-	if r.State != Authorize {
+	r := h.ok(h.apply(Command{Op: OpRollback, By: "alice", Roles: alice, Rollback: &Rollback{ToVersion: 2, Type: change.Normal, Reason: "again"}}))
+	if r.State != change.Authorize {
 		t.Fatalf("normal rollback %s", r.State)
 	}
 	// History pruning keeps the rollback target range honest.
 	h.m.Policy.HistoryLimit = 2
 	for i := 0; i < 3; i++ {
-		h.ok(h.propose("carol", carol, Emergency, w(float64(i+4))))
+		h.ok(h.propose("carol", carol, change.Emergency, w(float64(i+4))))
 	}
 	if r := h.apply(Command{Op: OpRollback, By: "carol", Roles: carol, Rollback: &Rollback{ToVersion: 1, Reason: "x"}}); r.Err == nil || !strings.Contains(r.Err.Msg, "no longer kept") {
 		t.Errorf("pruned version: %+v", r.Err)
@@ -436,8 +439,8 @@ func TestRollback(t *testing.T) {
 
 func TestIdempotencyKeyAndClock(t *testing.T) {
 	h := newHarness(t)
-	a := h.ok(h.propose("carol", carol, Emergency, w(2), func(p *Propose) { p.Key = "k1" }))
-	b := h.ok(h.propose("carol", carol, Emergency, w(3), func(p *Propose) { p.Key = "k1" }))
+	a := h.ok(h.propose("carol", carol, change.Emergency, w(2), func(p *Propose) { p.Key = "k1" }))
+	b := h.ok(h.propose("carol", carol, change.Emergency, w(3), func(p *Propose) { p.Key = "k1" }))
 	if a.ID != b.ID || h.m.Latest != 1 {
 		t.Fatalf("duplicate key made a second change: %d %d", a.ID, b.ID)
 	}
@@ -456,7 +459,7 @@ func canaryFleet(t *testing.T) *harness {
 	h.m.Policy.CanaryFraction = 0.25
 	h.m.Policy.CanaryWindow = directive.Duration(10 * time.Second)
 	h.report(map[string]uint64{"p1": 0, "p2": 0, "p3": 0, "p4": 0})
-	h.ok(h.propose("carol", carol, Emergency, w(1)))
+	h.ok(h.propose("carol", carol, change.Emergency, w(1)))
 	h.report(map[string]uint64{"p1": 1, "p2": 1, "p3": 1, "p4": 1})
 	h.ok(h.decide(OpApprove, "bob", bob, 1)) // review of the emergency
 	return h
@@ -469,7 +472,7 @@ func stats(proxy string, version uint64, reqs, errs int64, p99 float64) ProxyRep
 
 func TestCanaryPromote(t *testing.T) {
 	h := canaryFleet(t)
-	c := h.ok(h.propose("alice", alice, Normal, w(1.5)))
+	c := h.ok(h.propose("alice", alice, change.Normal, w(1.5)))
 	h.ok(h.decide(OpApprove, "bob", bob, c.ID))
 	cn := h.m.Canary
 	if cn == nil || len(cn.Proxies) != 1 || cn.Version != 2 || cn.Base != 1 || h.m.Stable != 1 {
@@ -502,11 +505,11 @@ func TestCanaryPromote(t *testing.T) {
 		t.Fatal("promoted before the window ended")
 	}
 	h.advance(time.Second)
-	if h.m.Canary != nil || h.m.Stable != 2 || h.state(c.ID) != Implement {
+	if h.m.Canary != nil || h.m.Stable != 2 || h.state(c.ID) != change.Implement {
 		t.Fatalf("not promoted: stable %d state %s", h.m.Stable, h.state(c.ID))
 	}
 	h.report(map[string]uint64{"p1": 2, "p2": 2, "p3": 2, "p4": 2})
-	if c := h.m.Changes[c.ID]; c.State != Closed || c.Outcome != Success {
+	if c := h.m.Changes[c.ID]; c.State != change.Closed || c.Outcome != change.Success {
 		t.Fatalf("%+v", c)
 	}
 	var events []string
@@ -531,7 +534,7 @@ func TestCanaryRegressionRollsBack(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := canaryFleet(t)
-			ch := h.ok(h.propose("alice", alice, Normal, w(1.5)))
+			ch := h.ok(h.propose("alice", alice, change.Normal, w(1.5)))
 			h.ok(h.decide(OpApprove, "bob", bob, ch.ID))
 			cp := h.m.Canary.Proxies[0]
 			h.report(map[string]uint64{cp: 2})
@@ -546,11 +549,11 @@ func TestCanaryRegressionRollsBack(t *testing.T) {
 			h.apply(Command{Op: OpReport, By: System, Reports: rs})
 			h.advance(10 * time.Second)
 			got := h.m.Changes[ch.ID]
-			if got.State != Review || got.Outcome != Failed || !strings.Contains(got.Detail, c.wantDetail) {
+			if got.State != change.Review || got.Outcome != change.Failed || !strings.Contains(got.Detail, c.wantDetail) {
 				t.Fatalf("change %+v", got)
 			}
 			rb := h.m.Changes[got.RolledBackBy]
-			if rb == nil || rb.Type != Emergency || rb.Requester != System || rb.State != Implement || rb.RollbackOf != 1 || rb.RollbackFor != ch.ID {
+			if rb == nil || rb.Type != change.Emergency || rb.Requester != System || rb.State != change.Implement || rb.RollbackOf != 1 || rb.RollbackFor != ch.ID {
 				t.Fatalf("rollback %+v", rb)
 			}
 			if h.m.Stable != 3 || h.m.Canary != nil || !directive.Equal(h.m.Versions[3], h.m.Versions[1]) {
@@ -562,7 +565,7 @@ func TestCanaryRegressionRollsBack(t *testing.T) {
 				}
 			}
 			h.report(map[string]uint64{"p1": 3, "p2": 3, "p3": 3, "p4": 3})
-			if rb := h.m.Changes[rb.ID]; rb.State != Review || rb.Outcome != Success {
+			if rb := h.m.Changes[rb.ID]; rb.State != change.Review || rb.Outcome != change.Success {
 				t.Fatalf("rollback should wait for its review: %+v", rb)
 			}
 		})
@@ -571,27 +574,27 @@ func TestCanaryRegressionRollsBack(t *testing.T) {
 
 func TestCanaryNACKAndTimeoutRollBack(t *testing.T) {
 	h := canaryFleet(t)
-	ch := h.ok(h.propose("alice", alice, Normal, w(1.5)))
+	ch := h.ok(h.propose("alice", alice, change.Normal, w(1.5)))
 	h.ok(h.decide(OpApprove, "bob", bob, ch.ID))
 	cp := h.m.Canary.Proxies[0]
 	h.apply(Command{Op: OpReport, By: System, Reports: []ProxyReport{{Proxy: cp, Version: 1, Rejected: 2, Error: "admission: no admission control"}}})
-	if got := h.m.Changes[ch.ID]; got.Outcome != Failed || !strings.Contains(got.Detail, "refused version 2: admission") || h.m.Stable != 3 {
+	if got := h.m.Changes[ch.ID]; got.Outcome != change.Failed || !strings.Contains(got.Detail, "refused version 2: admission") || h.m.Stable != 3 {
 		t.Fatalf("NACK: %+v", got)
 	}
 
 	h = canaryFleet(t)
 	h.m.Policy.ProxyTTL = directive.Duration(time.Hour)
-	ch = h.ok(h.propose("alice", alice, Normal, w(1.5)))
+	ch = h.ok(h.propose("alice", alice, change.Normal, w(1.5)))
 	h.ok(h.decide(OpApprove, "bob", bob, ch.ID))
 	h.advance(h.m.Policy.RolloutTimeout.Std())
-	if got := h.m.Changes[ch.ID]; got.Outcome != Failed || !strings.Contains(got.Detail, "did not apply version 2") {
+	if got := h.m.Changes[ch.ID]; got.Outcome != change.Failed || !strings.Contains(got.Detail, "did not apply version 2") {
 		t.Fatalf("timeout: %+v", got)
 	}
 }
 
 func TestCanaryNotEnoughTraffic(t *testing.T) {
 	h := canaryFleet(t)
-	ch := h.ok(h.propose("alice", alice, Normal, w(1.5)))
+	ch := h.ok(h.propose("alice", alice, change.Normal, w(1.5)))
 	h.ok(h.decide(OpApprove, "bob", bob, ch.ID))
 	cp := h.m.Canary.Proxies[0]
 	h.report(map[string]uint64{cp: 2})
@@ -608,14 +611,14 @@ func TestDeterminismAndSnapshot(t *testing.T) {
 	script := func(h *harness, mid func()) {
 		h.m.Policy.CanaryFraction = 0.5
 		h.report(map[string]uint64{"a": 0, "b": 0, "c": 0})
-		h.ok(h.propose("alice", alice, Standard, w(1.1)))
+		h.ok(h.propose("alice", alice, change.Standard, w(1.1)))
 		h.report(map[string]uint64{"a": 1, "b": 1, "c": 1})
-		id := h.ok(h.propose("alice", alice, Normal, w(1.3))).ID
+		id := h.ok(h.propose("alice", alice, change.Normal, w(1.3))).ID
 		mid()
 		h.ok(h.decide(OpApprove, "bob", bob, id))
 		h.advance(time.Second)
-		h.apply(Command{Op: OpMember, By: System, Member: &Member{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:7101"}})
-		h.ok(h.propose("carol", carol, Emergency, w(0.5)))
+		h.apply(Command{Op: OpMember, By: System, Member: &change.Member{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:7101"}})
+		h.ok(h.propose("carol", carol, change.Emergency, w(0.5)))
 		h.advance(time.Minute)
 	}
 	h1 := newHarness(t)
@@ -655,11 +658,11 @@ func TestVersionsOnlyGrow(t *testing.T) {
 		var r Result
 		switch i % 4 {
 		case 0:
-			r = h.propose("carol", carol, Emergency, w(float64(i)+1))
+			r = h.propose("carol", carol, change.Emergency, w(float64(i)+1))
 		case 1:
 			r = h.apply(Command{Op: OpRollback, By: "carol", Roles: carol, Rollback: &Rollback{ToVersion: 1, Reason: "x"}})
 		case 2:
-			id := h.ok(h.propose("alice", alice, Normal, w(float64(i)+2))).ID
+			id := h.ok(h.propose("alice", alice, change.Normal, w(float64(i)+2))).ID
 			r = h.decide(OpApprove, "bob", bob, id)
 		case 3:
 			r = h.advance(time.Hour)
@@ -680,12 +683,12 @@ func TestVersionsOnlyGrow(t *testing.T) {
 // true it goes through as usual.
 func TestIfStable(t *testing.T) {
 	h := newHarness(t)
-	h.ok(h.propose("carol", carol, Emergency, w(2)))
+	h.ok(h.propose("carol", carol, change.Emergency, w(2)))
 	if h.m.Stable != 1 {
 		t.Fatalf("stable %d, want 1", h.m.Stable)
 	}
 	before := h.m.LastChange
-	r := h.propose("alice", alice, Standard, w(2.1), func(p *Propose) { p.IfStable = 7 })
+	r := h.propose("alice", alice, change.Standard, w(2.1), func(p *Propose) { p.IfStable = 7 })
 	if r.Err == nil || r.Err.Code != CodeConflict || !strings.Contains(r.Err.Msg, "stable version is 1, not 7") {
 		t.Fatalf("want a conflict naming both versions, got %+v", r.Err)
 	}
@@ -693,30 +696,30 @@ func TestIfStable(t *testing.T) {
 		t.Fatal("a refused proposal created a change")
 	}
 
-	a := h.ok(h.propose("alice", alice, Normal, w(3), func(p *Propose) { p.IfStable = 1 }))
-	b := h.ok(h.propose("alice", alice, Normal, w(4), func(p *Propose) {
+	a := h.ok(h.propose("alice", alice, change.Normal, w(3), func(p *Propose) { p.IfStable = 1 }))
+	b := h.ok(h.propose("alice", alice, change.Normal, w(4), func(p *Propose) {
 		p.IfStable = 1
 		p.NotBefore = t0.Add(time.Minute)
 	}))
 	h.ok(h.decide(OpApprove, "bob", bob, b.ID))
-	if h.state(a.ID) != Authorize || h.state(b.ID) != Scheduled || a.IfStable != 1 {
+	if h.state(a.ID) != change.Authorize || h.state(b.ID) != change.Scheduled || a.IfStable != 1 {
 		t.Fatalf("a %s b %s if_stable %d", h.state(a.ID), h.state(b.ID), a.IfStable)
 	}
 	// Someone else's change becomes stable first.
-	c := h.ok(h.propose("carol", carol, Emergency, w(5)))
+	c := h.ok(h.propose("carol", carol, change.Emergency, w(5)))
 	if h.m.Stable != 2 || c.Version != 2 {
 		t.Fatalf("stable %d, c version %d", h.m.Stable, c.Version)
 	}
 	for _, id := range []uint64{a.ID, b.ID} {
 		ch := h.m.Changes[id]
-		if ch.State != Canceled || ch.Outcome != Stale || !strings.Contains(ch.Detail, "from 1 to 2") {
+		if ch.State != change.Canceled || ch.Outcome != change.Stale || !strings.Contains(ch.Detail, "from 1 to 2") {
 			t.Fatalf("change %d: %s %s %q, want canceled as stale", id, ch.State, ch.Outcome, ch.Detail)
 		}
 	}
 	// The stale ones are canceled in order of ID, by the system.
 	var order []uint64
 	for _, e := range h.m.Audit {
-		if e.To == Canceled {
+		if e.To == change.Canceled {
 			order = append(order, e.Change)
 			if e.Who != System {
 				t.Fatalf("stale cancel by %q", e.Who)
@@ -731,9 +734,9 @@ func TestIfStable(t *testing.T) {
 		t.Fatalf("a stale change was implemented: latest %d", h.m.Latest)
 	}
 	// Planned on the current stable version: implemented.
-	d := h.ok(h.propose("alice", alice, Normal, w(6), func(p *Propose) { p.IfStable = 2 }))
+	d := h.ok(h.propose("alice", alice, change.Normal, w(6), func(p *Propose) { p.IfStable = 2 }))
 	h.ok(h.decide(OpApprove, "bob", bob, d.ID))
-	if dc := h.m.Changes[d.ID]; dc.Version != 3 || h.m.Stable != 3 || dc.Outcome != Success {
+	if dc := h.m.Changes[d.ID]; dc.Version != 3 || h.m.Stable != 3 || dc.Outcome != change.Success {
 		t.Fatalf("d %s version %d outcome %s, stable %d", dc.State, dc.Version, dc.Outcome, h.m.Stable)
 	}
 }
