@@ -333,6 +333,10 @@ func (l *Limiter) SetBounds(min, max int) error {
 	return nil
 }
 
+// ConfiguredBounds returns the configured floor and ceiling of the limit
+// (defaults filled): what a directive's zero bound falls back to.
+func (l *Limiter) ConfiguredBounds() (min, max int) { return l.cfg.MinLimit, l.cfg.MaxLimit }
+
 // Seed sets the current limit (clamped to the bounds), e.g. to the
 // concurrency a forecast expects, instead of learning it from scratch.
 func (l *Limiter) Seed(limit float64) {

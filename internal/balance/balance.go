@@ -213,13 +213,20 @@ func decodeInto(decode func(any) error, cfg any) error {
 func begin(e *Endpoint) { e.inflight.Add(1) }
 func end(e *Endpoint)   { e.inflight.Add(-1) }
 
-// StoreLoad records a backend load report on the endpoint.
+// StoreLoad records a backend load report on the endpoint. Every Done of
+// every policy calls it, and an atomic store is a locked instruction on
+// amd64: a value that did not change (a utilisation the backend does not
+// report stays 0) is not written again.
 func (e *Endpoint) storeLoad(l LoadReport) {
 	if !l.Valid {
 		return
 	}
-	e.lastRIF.Store(l.RIF)
-	e.lastUtil.Store(math.Float64bits(l.Util))
+	if e.lastRIF.Load() != l.RIF {
+		e.lastRIF.Store(l.RIF)
+	}
+	if u := math.Float64bits(l.Util); e.lastUtil.Load() != u {
+		e.lastUtil.Store(u)
+	}
 }
 
 // uniform returns a number in [0, n) from a 32-bit random value using

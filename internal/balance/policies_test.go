@@ -136,7 +136,7 @@ func TestWeightedFollowsDirective(t *testing.T) {
 		eps[0].Endpoint.ID: 1, eps[1].Endpoint.ID: 2, eps[2].Endpoint.ID: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	applied, moving := d.Apply(eps, tBase)
+	applied, moving := d.ScaleWeights(eps, tBase)
 	if moving {
 		t.Fatal("no ramp, yet moving")
 	}
@@ -153,7 +153,7 @@ func TestWeightedFollowsDirective(t *testing.T) {
 		want   float64
 		moving bool
 	}{{0, 0, true}, {5 * time.Second, 0.5, true}, {10 * time.Second, 1, false}} {
-		ws, moving := d.Apply(eps, tBase.Add(c.at))
+		ws, moving := d.ScaleWeights(eps, tBase.Add(c.at))
 		if math.Abs(ws[2].Weight-c.want) > 1e-9 || moving != c.moving {
 			t.Errorf("ramp at %v: weight %.2f moving %v, want %.2f %v", c.at, ws[2].Weight, moving, c.want, c.moving)
 		}
@@ -164,7 +164,7 @@ func TestWeightedFollowsDirective(t *testing.T) {
 	}
 	// A directive that zeroes everyone keeps the health weights.
 	d.SetDirective(&Directive{Weights: map[string]float64{eps[0].Endpoint.ID: 0, eps[1].Endpoint.ID: 0, eps[2].Endpoint.ID: 0}})
-	if ws, _ := d.Apply(eps, tBase); ws[0].Weight != 1 {
+	if ws, _ := d.ScaleWeights(eps, tBase); ws[0].Weight != 1 {
 		t.Fatal("all-zero directive starved the service")
 	}
 }

@@ -3,6 +3,7 @@ package balance
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,9 @@ type PrequalOptions struct {
 	QRIF float64 `yaml:"q_rif"`
 	// MaxAge drops probes older than this. Default 1s.
 	MaxAge time.Duration `yaml:"max_age"`
-	// MaxReuse is how many queries one probe may steer (b_reuse). Default 4.
+	// MaxReuse is how many queries one probe may steer (b_reuse). Default
+	// 4. Values above 524288 (2^19, far beyond what a probe steers within
+	// max_age) act as 524288.
 	MaxReuse int `yaml:"max_reuse"`
 	// ProbePath is the light endpoint the proxy probes; its response must
 	// carry X-Lbsys-Load. Default /healthz.
@@ -112,7 +115,12 @@ type Prober interface {
 
 // NewPrequal returns a Prequal balancer.
 func NewPrequal(o PrequalOptions) Balancer {
-	b := &prequal{opts: o, rate: uint64(o.ProbeRate * probeDebtUnit)}
+	b := &prequal{
+		opts:     o,
+		rate:     uint64(o.ProbeRate * probeDebtUnit),
+		maxAge:   int64(o.MaxAge),
+		maxReuse: uint64(min(max(o.MaxReuse, 1), maxCountedUses)),
+	}
 	m := map[*Endpoint]*pqState{}
 	b.states.Store(&m)
 	return b
@@ -139,63 +147,127 @@ func NewPrequal(o PrequalOptions) Balancer {
 //     error_threshold counts as hotter than any other, so a replica that
 //     fails fast (low latency, low RIF) cannot attract the traffic.
 //
-// The pool is a fixed array of atomic pointers to immutable-identity probe
-// records whose counters are atomic: picks neither lock nor allocate.
+// The pool is a fixed array of atomic pointers to the endpoints' states,
+// each holding its endpoint's one probe in atomic fields: picks neither
+// lock nor allocate. A pick reads the pool and nothing that grows with the
+// number of endpoints, so it costs the same at 3 endpoints as at 1,000
+// (issue #16).
 type prequal struct {
-	opts PrequalOptions
-	rate uint64 // probe debt per pick, fixed point
+	opts     PrequalOptions
+	rate     uint64 // probe debt per pick, fixed point
+	maxAge   int64  // opts.MaxAge in ns, as picks compare it
+	maxReuse uint64 // opts.MaxReuse within [1, maxCountedUses]
 
 	debt   atomic.Uint64
-	pool   [maxProbePool]atomic.Pointer[probe]
+	pool   [maxProbePool]atomic.Pointer[pqState]
 	states atomic.Pointer[map[*Endpoint]*pqState] // copy-on-write
 	last   atomic.Pointer[pqPicker]
 	mu     sync.Mutex // serializes pool insertions
+
+	// Touched by Update only, which runs on one goroutine at a time.
+	gen     uint64  // generation of the newest picker; the first is 1
+	nextID  int32   // ids handed out so far
+	freeIDs []int32 // ids of endpoints that left, to reuse
 }
 
 const probeDebtUnit = 1024
 
-// pqState is what prequal knows about one endpoint across snapshots.
+// A probe's RIF and the number of queries it has steered share one word,
+// RIF in the high bits, so that a pick counts both with one atomic add (it
+// adds a request in flight and a use) and a report resets both with one
+// store: one locked instruction less per pick, and a reader never sees a
+// fresh RIF with a stale count.
+const (
+	usesBits = 20
+	usesMask = 1<<usesBits - 1
+	// maxCountedUses caps max_reuse so that the count, with the picks in
+	// flight past the limit, never spills into the RIF. A probe lives at
+	// most max_age anyway: half a million queries on one probe is beyond
+	// any real rate.
+	maxCountedUses = 1 << (usesBits - 1)
+	// maxProbeRIF bounds the RIF a report may set, leaving room above it
+	// for the picks that add to it: RIF is a count of requests, and no
+	// replica holds 2^42 of them.
+	maxProbeRIF = 1 << 42
+)
+
+// probeWord packs a reported RIF with a zero use count.
+func probeWord(rif int64) uint64 {
+	return uint64(min(max(rif, -maxProbeRIF), maxProbeRIF)) << usesBits
+}
+
+// probeRIF unpacks the RIF of a probe word.
+func probeRIF(w uint64) int64 { return int64(w) >> usesBits }
+
+// pqState is what prequal knows about one endpoint across snapshots, and
+// the endpoint's one probe record: the pool points at states, so recording
+// a probe never allocates.
+//
+// Its first 64 bytes are everything a pick reads of a pooled probe, and
+// the padding makes the struct 128 bytes, a size class whose objects the Go
+// allocator places at multiples of 128: a pick touches exactly one cache
+// line per probe (TestPrequalStateLayout keeps it so).
 type pqState struct {
+	probe   atomic.Uint64 // probeWord: RIF << usesBits | uses
+	lat     atomic.Uint64 // float64 bits, ns: the probe's latency
+	at      atomic.Int64  // unix ns of the probe
+	errEWMA atomic.Uint64 // float64 bits
+	// The pickers that hold this endpoint are those of the generations
+	// born to born+span-1: from the Update that added it up to, not
+	// including, the one that removed it (until then span reaches the
+	// last generation, MaxUint64-born, so that an older picker's g-born,
+	// which wraps around, is never below it). An endpoint that comes
+	// back gets a new state, so there is no hole. A picker of generation
+	// g holds it iff g-born < span, unsigned: one comparison per probe.
+	born    uint64
+	span    atomic.Uint64
 	ep      *Endpoint
-	probe   probe                   // this endpoint's one probe record
-	curSlot atomic.Int32            // where probe was last placed in the pool
-	where   atomic.Pointer[pqWhere] // slot in the newest picker
-	errEWMA atomic.Uint64           // float64 bits
-	latEWMA atomic.Uint64           // float64 bits, ns
-}
+	id      int32        // index in pqPicker.slots; reused after the endpoint leaves
+	curSlot atomic.Int32 // the pool slot the probe was last placed in
 
-type pqWhere struct {
-	picker *pqPicker
-	slot   int
-}
-
-// probe is one pool entry.
-type probe struct {
-	st   *pqState
-	rif  atomic.Int64
-	lat  atomic.Uint64 // float64 bits, ns
-	at   atomic.Int64  // unix ns
-	uses atomic.Int32
+	latEWMA atomic.Uint64 // float64 bits, ns; Done and reports only
+	_       [56]byte
 }
 
 func (b *prequal) Update(eps []Weighted) Picker {
-	p := &pqPicker{b: b, eps: eps, states: make([]*pqState, len(eps))}
+	b.gen++
+	g := b.gen
+	p := &pqPicker{b: b, gen: g, eps: eps, states: make([]*pqState, len(eps))}
 	old := *b.states.Load()
 	next := make(map[*Endpoint]*pqState, len(eps))
 	for i, w := range eps {
-		st := old[w.Endpoint]
-		if st == nil {
-			st = &pqState{ep: w.Endpoint}
-			st.probe.st = st
+		if st := old[w.Endpoint]; st != nil {
+			next[w.Endpoint] = st
+			p.states[i] = st
 		}
-		next[w.Endpoint] = st
-		p.states[i] = st
-		st.where.Store(&pqWhere{picker: p, slot: i})
 	}
 	for e, st := range old {
 		if _, ok := next[e]; !ok {
-			st.where.Store(nil)
+			// Pickers from before this one still hold it, and its
+			// probe may linger in the pool: picks on this picker and
+			// later ones skip it. Its id may go to a new endpoint.
+			st.span.Store(g - st.born)
+			b.freeIDs = append(b.freeIDs, st.id)
 		}
+	}
+	for i, w := range eps {
+		if p.states[i] != nil {
+			continue
+		}
+		st := next[w.Endpoint] // listed twice
+		if st == nil {
+			st = &pqState{ep: w.Endpoint, id: b.newID(), born: g}
+			st.span.Store(math.MaxUint64 - g)
+			next[w.Endpoint] = st
+		}
+		p.states[i] = st
+	}
+	p.slots = make([]int32, b.nextID)
+	for i := range p.slots {
+		p.slots[i] = -1
+	}
+	for i, st := range p.states {
+		p.slots[st.id] = int32(i)
 	}
 	b.states.Store(&next)
 	if len(eps) > 0 && !equalWeights(eps) {
@@ -203,6 +275,17 @@ func (b *prequal) Update(eps []Weighted) Picker {
 	}
 	b.last.Store(p)
 	return p
+}
+
+// newID numbers a new endpoint state, reusing the id of one that left.
+func (b *prequal) newID() int32 {
+	if k := len(b.freeIDs); k > 0 {
+		id := b.freeIDs[k-1]
+		b.freeIDs = b.freeIDs[:k-1]
+		return id
+	}
+	b.nextID++
+	return b.nextID - 1
 }
 
 // ProbeSnapshot is one probe in Describe.
@@ -218,18 +301,19 @@ func (b *prequal) Describe() any {
 	var probes []ProbeSnapshot
 	var newest int64
 	for i := 0; i < b.opts.PoolSize; i++ {
-		if pr := b.pool[i].Load(); pr != nil && pr.at.Load() > newest {
-			newest = pr.at.Load()
+		if st := b.pool[i].Load(); st != nil && st.at.Load() > newest {
+			newest = st.at.Load()
 		}
 	}
 	for i := 0; i < b.opts.PoolSize; i++ {
-		pr := b.pool[i].Load()
-		if pr == nil {
+		st := b.pool[i].Load()
+		if st == nil {
 			continue
 		}
-		probes = append(probes, ProbeSnapshot{Endpoint: pr.st.ep.ID, RIF: pr.rif.Load(),
-			LatencyMS: math.Float64frombits(pr.lat.Load()) / 1e6,
-			AgeMS:     float64(newest-pr.at.Load()) / 1e6, Uses: pr.uses.Load()})
+		w := st.probe.Load()
+		probes = append(probes, ProbeSnapshot{Endpoint: st.ep.ID, RIF: probeRIF(w),
+			LatencyMS: math.Float64frombits(st.lat.Load()) / 1e6,
+			AgeMS:     float64(newest-st.at.Load()) / 1e6, Uses: int32(w & usesMask)})
 	}
 	errs := map[string]float64{}
 	for e, st := range *b.states.Load() {
@@ -280,77 +364,93 @@ func (b *prequal) ObserveProbe(e *Endpoint, rif int64, latency time.Duration, no
 }
 
 // insert records a probe for st. Each endpoint owns one probe record for
-// its whole life (pqState.probe), so inserting never allocates: the record
+// its whole life (its pqState), so inserting never allocates: the record
 // is refreshed, and placed in the pool if it is not there (in an empty or
-// expired slot, else in place of the oldest probe).
+// expired slot, else in place of the oldest probe). A RIF beyond ±2^42 is
+// recorded as ±2^42 (see probeWord).
 func (b *prequal) insert(st *pqState, rif int64, lat float64, now int64) {
 	if lat <= 0 {
 		lat = math.Float64frombits(st.latEWMA.Load())
 	}
-	pr := &st.probe
-	pr.rif.Store(rif)
-	pr.lat.Store(math.Float64bits(lat))
-	pr.at.Store(now)
-	pr.uses.Store(0)
+	st.probe.Store(probeWord(rif))
+	st.lat.Store(math.Float64bits(lat))
+	st.at.Store(now)
 	// Common case (piggybacked reports): the record is still in its slot.
-	if b.pool[st.curSlot.Load()].Load() == pr {
+	if b.pool[st.curSlot.Load()].Load() == st {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := b.opts.PoolSize
-	for i := 0; i < n; i++ {
-		if b.pool[i].Load() == pr {
+	// One pass: the record may already sit in another slot (then it stays
+	// there); else it takes the first empty or expired slot, else the
+	// oldest probe's (the first of equals).
+	free, oldest, oldestAt := -1, 0, int64(math.MaxInt64)
+	for i := range b.opts.PoolSize {
+		cur := b.pool[i].Load()
+		switch {
+		case cur == st:
 			st.curSlot.Store(int32(i))
 			return
+		case free >= 0:
+		case cur == nil:
+			free = i
+		default:
+			at := cur.at.Load()
+			if now-at > b.maxAge {
+				free = i
+			} else if at < oldestAt {
+				oldest, oldestAt = i, at
+			}
 		}
 	}
-	maxAge := int64(b.opts.MaxAge)
-	victim, oldest := -1, int64(math.MaxInt64)
-	for i := 0; i < n; i++ {
-		cur := b.pool[i].Load()
-		if cur == nil || now-cur.at.Load() > maxAge {
-			victim = i
-			break
-		}
-		if at := cur.at.Load(); at < oldest {
-			victim, oldest = i, at
-		}
+	if free < 0 {
+		free = oldest
 	}
-	b.pool[victim].Store(pr)
-	st.curSlot.Store(int32(victim))
+	b.pool[free].Store(st)
+	st.curSlot.Store(int32(free))
 }
 
 type pqPicker struct {
 	b      *prequal
+	gen    uint64 // this picker holds the states with gen-born < span
 	eps    []Weighted
 	states []*pqState
-	alias  *aliasTable
+	// slots maps a state's id to its index in eps, -1 when absent: the
+	// chosen probe finds its endpoint's slot with one index, in the newest
+	// picker as in one a pick in flight still holds.
+	slots []int32
+	alias *aliasTable
 }
 
-// candidate is a usable probe during one pick.
-type candidate struct {
-	pr   *probe
-	rif  int64
-	lat  float64
-	slot int32
-	pool int16 // index in the pool
-	bad  bool
-}
-
+// slotOf returns st's index in this picker, or -1 when st's endpoint is
+// not in it (it left, or joined after this picker was built).
 func (p *pqPicker) slotOf(st *pqState) int {
-	if w := st.where.Load(); w != nil && w.picker == p {
-		return w.slot
-	}
-	// The probe's endpoint was placed by a newer picker: find it here.
-	for i, s := range p.states {
-		if s == st {
-			return i
+	if id := int(st.id); id < len(p.slots) {
+		if s := int(p.slots[id]); s >= 0 && p.states[s] == st {
+			return s
 		}
 	}
 	return -1
 }
 
+// pqCands is the probes one pick considers, in pool order: the states and
+// their pool slots, and which replicas are failing. It lives on the stack;
+// a pick reads the probes' RIF and latency from the states themselves, one
+// cache line each, so this stays small to clear.
+type pqCands struct {
+	st   [maxProbePool]*pqState
+	pool [maxProbePool]uint8
+	bad  uint32 // bit i: st[i]'s replica is failing
+	n    int
+}
+
+// Pick applies the hot-cold rule to the probe pool. It reads at most
+// pool_size probes (one cache line each) and never the endpoint list,
+// keeps its per-pick state on the stack and makes no interface call, so it
+// costs the same at 3 endpoints as at 1,000 and allocates nothing. It
+// passes over the probes twice: once to gather them and keep the four
+// highest RIFs (enough for the quantile), once to find the best cold probe
+// and, when a drop is due, the worst.
 func (p *pqPicker) Pick(info *PickInfo) (Pick, error) {
 	if len(p.eps) == 0 {
 		return Pick{}, ErrNoEndpoint
@@ -358,112 +458,241 @@ func (p *pqPicker) Pick(info *PickInfo) (Pick, error) {
 	b := p.b
 	b.debt.Add(b.rate)
 	now := info.Now.UnixNano()
-	maxAge := int64(b.opts.MaxAge)
+	maxAge := b.maxAge
 	thr := b.opts.ErrorThreshold
+	g := p.gen
 
-	var cands [maxProbePool]candidate
-	var rifs [maxProbePool]int64
+	// Gather. The loop makes no call, so its state stays in registers:
+	// expired probes are dropped and excluded endpoints filtered after it,
+	// both rare.
+	var c pqCands
 	n := 0
-	for i := 0; i < b.opts.PoolSize; i++ {
-		pr := b.pool[i].Load()
-		if pr == nil {
+	var expired uint32
+	// The four highest RIFs, t0 <= t1 <= t2 <= t3, kept with min and max
+	// (conditional moves: a branch on probe values would be mispredicted
+	// about half the time).
+	t0, t1, t2, t3 := int64(math.MinInt64), int64(math.MinInt64), int64(math.MinInt64), int64(math.MinInt64)
+	for i := range b.opts.PoolSize {
+		st := b.pool[i].Load()
+		if st == nil {
 			continue
 		}
-		if now-pr.at.Load() > maxAge {
-			b.pool[i].CompareAndSwap(pr, nil)
+		if now-st.at.Load() > maxAge {
+			expired |= 1 << i
 			continue
 		}
-		slot := p.slotOf(pr.st)
-		if slot < 0 || (len(info.Exclude) > 0 && info.Excluded(p.eps[slot].Endpoint)) {
-			continue
+		if g-st.born >= st.span.Load() {
+			continue // its endpoint is not in this picker
 		}
-		c := &cands[n]
-		c.pr, c.slot, c.pool = pr, int32(slot), int16(i)
-		c.rif = pr.rif.Load()
-		c.lat = math.Float64frombits(pr.lat.Load())
-		c.bad = math.Float64frombits(pr.st.errEWMA.Load()) > thr
-		rifs[n] = c.rif
+		if math.Float64frombits(st.errEWMA.Load()) > thr {
+			c.bad |= 1 << n
+		}
+		c.st[n], c.pool[n] = st, uint8(i)
+		v := probeRIF(st.probe.Load())
+		t3, v = max(t3, v), min(t3, v)
+		t2, v = max(t2, v), min(t2, v)
+		t1, v = max(t1, v), min(t1, v)
+		t0 = max(t0, v)
 		n++
+	}
+	if expired != 0 {
+		b.dropExpired(expired, now)
+	}
+	c.n = n
+	if len(info.Exclude) > 0 {
+		t0, t1, t2, t3 = c.exclude(info)
+		n = c.n
 	}
 	if n < 2 {
 		return p.random(info)
 	}
-	// The q_rif quantile of the pool's RIFs (insertion sort: n <= 64).
-	sorted := rifs[:n]
-	for i := 1; i < n; i++ {
-		for j := i; j > 0 && sorted[j] < sorted[j-1]; j-- {
-			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
-		}
-	}
-	// Linearly interpolated quantile: with a small pool, the nearest-rank
-	// quantile would be the maximum and nothing could ever be hot.
+	// The q_rif quantile, linearly interpolated between the order
+	// statistics lo and lo+1: with a small pool, the nearest-rank quantile
+	// would be the maximum and nothing could ever be hot. With the default
+	// pool of 16 and q_rif 0.84 both are among the four highest RIFs.
 	h := b.opts.QRIF * float64(n-1)
-	lo := int(h)
-	hotAbove := float64(sorted[lo])
-	if lo+1 < n {
-		hotAbove += (h - float64(lo)) * float64(sorted[lo+1]-sorted[lo])
+	lo := int(h) // <= n-2 since q_rif < 1
+	var lo0, lo1 int64
+	if k := n - lo; k <= 4 {
+		top := [4]int64{t0, t1, t2, t3}
+		lo0, lo1 = top[4-k], top[5-k]
+	} else {
+		lo0, lo1 = c.orderStats(lo)
 	}
+	hotAbove := float64(lo0) + (h-float64(lo))*float64(lo1-lo0)
+	// A probe is hot when float64(rif) > hotAbove; RIFs are integers below
+	// 2^53 (maxProbeRIF), so that is rif > floor(hotAbove).
+	coldMax := int64(math.Floor(hotAbove))
 
+	// Cold before hot; among cold, the lowest latency, then the lowest
+	// RIF; the first of equals. On the way, the worst probe when no
+	// replica is failing: the highest RIF (t3), then the highest latency,
+	// the first of equals; it is dropped only if hot, so only hot probes
+	// need looking at.
 	best, worst := -1, -1
-	bestCold := false
+	var bestLat, worstLat float64
+	var bestRIF int64
 	for i := 0; i < n; i++ {
-		c := &cands[i]
-		cold := !c.bad && float64(c.rif) <= hotAbove
-		if best < 0 || better(c, cold, &cands[best], bestCold) {
-			best, bestCold = i, cold
-		}
-		if worst < 0 || worse(c, &cands[worst]) {
-			worst = i
+		st := c.st[i]
+		rif := probeRIF(st.probe.Load())
+		lat := math.Float64frombits(st.lat.Load())
+		if c.bad>>i&1 == 0 && rif <= coldMax {
+			if best < 0 || lat < bestLat || (lat == bestLat && rif < bestRIF) {
+				best, bestLat, bestRIF = i, lat, rif
+			}
+		} else if rif == t3 && (worst < 0 || lat > worstLat) {
+			worst, worstLat = i, lat
 		}
 	}
-	chosen := &cands[best]
+	if best < 0 {
+		best = c.bestHot()
+	}
+	// The worst probe (failing first, then the highest RIF, then the
+	// highest latency) is dropped below when it is hot or failing. Find it
+	// before this query counts in the chosen probe.
+	// Without failing replicas the loop above found it among the hot
+	// probes, if any is hot.
+	if c.bad != 0 {
+		worst = c.worstFailing()
+	}
+	chosen := c.st[best]
+	slot := p.slotOf(chosen)
+	if slot < 0 {
+		return p.random(info) // unreachable: born and span said it is here
+	}
 	// The query adds one request in flight at the chosen replica; count it
-	// in the probe so the next picks see it (until a fresh report).
-	chosen.pr.rif.Add(1)
-	if chosen.pr.uses.Add(1) >= int32(b.opts.MaxReuse) {
-		b.pool[chosen.pool].CompareAndSwap(chosen.pr, nil)
+	// in the probe so the next picks see it (until a fresh report), with
+	// one use of the probe.
+	if w := chosen.probe.Add(1<<usesBits | 1); w&usesMask >= b.maxReuse {
+		b.pool[c.pool[best]].CompareAndSwap(chosen, nil)
 	}
-	// Drop the worst probe when it is hot: its pessimistic view is the
-	// one most likely to be stale, and a fresh probe will tell. Keep at
-	// least two probes so the pool does not fall back to random.
-	if w := &cands[worst]; worst != best && n > 2 && (w.bad || float64(w.rif) > hotAbove) {
-		b.pool[w.pool].CompareAndSwap(w.pr, nil)
+	// Drop the worst probe: its pessimistic view is the one most likely to
+	// be stale, and a fresh probe will tell. Keep at least two probes so
+	// the pool does not fall back to random.
+	if worst >= 0 && worst != best && n > 2 {
+		b.pool[c.pool[worst]].CompareAndSwap(c.st[worst], nil)
 	}
-	return p.Take(int(chosen.slot)), nil
+	return p.Take(slot), nil
 }
 
-// better orders candidates by the hot-cold lexicographic rule: cold before
-// hot; among cold, lower latency (then lower RIF); among hot, healthy
-// before failing, then lower RIF (then lower latency).
-func better(a *candidate, aCold bool, b *candidate, bCold bool) bool {
-	if aCold != bCold {
-		return aCold
-	}
-	if aCold {
-		if a.lat != b.lat {
-			return a.lat < b.lat
+// dropExpired empties the pool slots in mask whose probe is older than
+// max_age at now (a fresh probe may have taken a slot since: it stays).
+func (b *prequal) dropExpired(mask uint32, now int64) {
+	for ; mask != 0; mask &= mask - 1 {
+		i := bits.TrailingZeros32(mask)
+		if st := b.pool[i].Load(); st != nil && now-st.at.Load() > b.maxAge {
+			b.pool[i].CompareAndSwap(st, nil)
 		}
-		return a.rif < b.rif
 	}
-	if a.bad != b.bad {
-		return !a.bad
-	}
-	if a.rif != b.rif {
-		return a.rif < b.rif
-	}
-	return a.lat < b.lat
 }
 
-// worse picks the probe to drop after a query: failing first, then the
-// highest RIF, then the highest latency.
-func worse(a, b *candidate) bool {
-	if a.bad != b.bad {
-		return a.bad
+// exclude removes the probes of endpoints info excludes (a retry avoids
+// the endpoints it tried), keeping the order, and returns the four highest
+// RIFs of those left, ascending.
+func (c *pqCands) exclude(info *PickInfo) (t0, t1, t2, t3 int64) {
+	t0, t1, t2, t3 = math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64
+	var bad uint32
+	n := 0
+	for i := 0; i < c.n; i++ {
+		st := c.st[i]
+		if info.Excluded(st.ep) {
+			continue
+		}
+		bad |= (c.bad >> i & 1) << n
+		c.st[n], c.pool[n] = st, c.pool[i]
+		v := probeRIF(st.probe.Load())
+		t3, v = max(t3, v), min(t3, v)
+		t2, v = max(t2, v), min(t2, v)
+		t1, v = max(t1, v), min(t1, v)
+		t0 = max(t0, v)
+		n++
 	}
-	if a.rif != b.rif {
-		return a.rif > b.rif
+	c.n, c.bad = n, bad
+	return t0, t1, t2, t3
+}
+
+// orderStats returns the order statistics lo and lo+1 of the candidates'
+// RIFs when they are not among the four highest (a pool larger than 16, or
+// a low q_rif): a buffer keeps the k highest or the k lowest, whichever k
+// is smaller, each value passing through it with min and max.
+func (c *pqCands) orderStats(lo int) (int64, int64) {
+	var buf [maxProbePool]int64
+	n := c.n
+	if k := n - lo; k <= lo+2 {
+		// buf[:k] holds the k highest, ascending: buf[0] is order
+		// statistic n-k = lo. A value enters at the top and the lowest
+		// falls out at the bottom.
+		for j := range k {
+			buf[j] = math.MinInt64
+		}
+		for i := 0; i < n; i++ {
+			v := probeRIF(c.st[i].probe.Load())
+			for j := k - 1; j >= 0; j-- {
+				buf[j], v = max(buf[j], v), min(buf[j], v)
+			}
+		}
+		return buf[0], buf[1]
 	}
-	return a.lat > b.lat
+	// buf[:k] holds the k = lo+2 lowest, ascending.
+	k := lo + 2
+	for j := range k {
+		buf[j] = math.MaxInt64
+	}
+	for i := 0; i < n; i++ {
+		v := probeRIF(c.st[i].probe.Load())
+		for j := 0; j < k; j++ {
+			buf[j], v = min(buf[j], v), max(buf[j], v)
+		}
+	}
+	return buf[k-2], buf[k-1]
+}
+
+// bestHot is the hot-cold rule's second branch, for a pool where every
+// probe is hot (this needs failing replicas: the interpolated quantile is
+// never below the lowest RIF): healthy before failing, then the lowest
+// RIF, then the lowest latency; the first of equals.
+func (c *pqCands) bestHot() int {
+	best, bestBad := 0, c.bad&1 != 0
+	bestRIF := probeRIF(c.st[0].probe.Load())
+	bestLat := math.Float64frombits(c.st[0].lat.Load())
+	for i := 1; i < c.n; i++ {
+		bad := c.bad>>i&1 != 0
+		rif := probeRIF(c.st[i].probe.Load())
+		lat := math.Float64frombits(c.st[i].lat.Load())
+		if bad != bestBad {
+			if bad {
+				continue
+			}
+		} else if rif != bestRIF {
+			if rif > bestRIF {
+				continue
+			}
+		} else if lat >= bestLat {
+			continue
+		}
+		best, bestBad, bestRIF, bestLat = i, bad, rif, lat
+	}
+	return best
+}
+
+// worstFailing returns the worst probe of a pool with a failing replica:
+// the failing one with the highest RIF, then the highest latency; the
+// first of equals.
+func (c *pqCands) worstFailing() int {
+	worst := -1
+	var worstRIF int64
+	var worstLat float64
+	for i := 0; i < c.n; i++ {
+		if c.bad>>i&1 == 0 {
+			continue
+		}
+		rif := probeRIF(c.st[i].probe.Load())
+		lat := math.Float64frombits(c.st[i].lat.Load())
+		if worst < 0 || rif > worstRIF || (rif == worstRIF && lat > worstLat) {
+			worst, worstRIF, worstLat = i, rif, lat
+		}
+	}
+	return worst
 }
 
 // random is the fallback with too few probes: weighted random, avoiding
@@ -535,6 +764,12 @@ func ewmaUpdate(a *atomic.Uint64, x, alpha float64, seed bool) {
 		nv := v + alpha*(x-v)
 		if seed && old == 0 {
 			nv = x
+		}
+		// Most responses succeed and leave a zero error share at zero:
+		// skip the locked write (and the cache line it would take from
+		// the picks reading it) when nothing changes.
+		if math.Float64bits(nv) == old {
+			return
 		}
 		if a.CompareAndSwap(old, math.Float64bits(nv)) {
 			return

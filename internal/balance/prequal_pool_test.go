@@ -49,7 +49,7 @@ func pooled(b *prequal, eps []Weighted) []int {
 			continue
 		}
 		for j, w := range eps {
-			if w.Endpoint == pr.st.ep {
+			if w.Endpoint == pr.ep {
 				in = append(in, j)
 			}
 		}

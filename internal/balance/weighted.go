@@ -66,12 +66,13 @@ func (d *Directive) Validate() error {
 // Directed is implemented by balancers that accept directives.
 type Directed interface {
 	// SetDirective installs d (nil clears it). It takes effect at the
-	// owner's next Apply/Update.
+	// owner's next ScaleWeights/Update.
 	SetDirective(d *Directive) error
-	// Apply multiplies the eligible endpoints' weights by the directive's
-	// factors at now. It reports whether a ramp is still moving, in which
-	// case the owner should rebuild again soon.
-	Apply(eps []Weighted, now time.Time) ([]Weighted, bool)
+	// ScaleWeights multiplies the eligible endpoints' weights by the
+	// directive's factors at now (weight × ramp). It reports whether a
+	// ramp is still moving, in which case the owner should rebuild again
+	// soon.
+	ScaleWeights(eps []Weighted, now time.Time) ([]Weighted, bool)
 }
 
 func init() {
@@ -112,7 +113,7 @@ func (b *weighted) SetDirective(d *Directive) error {
 	return nil
 }
 
-func (b *weighted) Apply(eps []Weighted, now time.Time) ([]Weighted, bool) {
+func (b *weighted) ScaleWeights(eps []Weighted, now time.Time) ([]Weighted, bool) {
 	d := b.dir.Load()
 	if d == nil {
 		return eps, false

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lbsys/lbsys/internal/yamlstrict"
 )
 
 // base is the smallest valid file. Its services[web] mapping ends at line
@@ -40,11 +42,11 @@ func TestParseErrors(t *testing.T) {
 		{"syntax error", base + "  - name: [\n", []string{"line 10: invalid YAML: did not find expected node content"}},
 		{"top level is a list", "- a\n", []string{"line 1: the top level must be a mapping with `listeners:` and `services:`, got a list"}},
 		{"unknown top-level field", "listner: []\n" + base,
-			[]string{"line 1: listner: unknown field: did you mean `listeners`? allowed fields here: admin, coordinator, listeners, server, services, telemetry"}},
+			[]string{"line 1: listner: unknown field: did you mean `listeners`? allowed fields here: admin, cache, coordinator, listeners, server, services, telemetry"}},
 		{"unknown field with suggestion", base + "        wieght: 2\n",
 			[]string{"line 10: services[web].endpoints[0].wieght: unknown field: did you mean `weight`? allowed fields here: address, weight"}},
 		{"unknown field without suggestion", base + "    colour: blue\n",
-			[]string{"line 10: services[web].colour: unknown field: allowed fields here: admission, affinity, endpoints, health, name, policy, priority, retries, timeouts, upstream"}},
+			[]string{"line 10: services[web].colour: unknown field: allowed fields here: admission, affinity, cache, endpoints, health, name, policy, priority, retries, timeouts, upstream"}},
 		{"misspelt required field is not reported twice", "listeners:\n  - listen: 127.0.0.1:8080\n    routes:\n      - servce: web\nservices:\n  - name: web\n    endpoints: [{address: 127.0.0.1:9001}]\n",
 			[]string{"line 4: listeners[0].routes[0].servce: unknown field: did you mean `service`?"}},
 		{"duplicate key", base + "    name: web2\n", []string{"line 10: services[web].name: set twice (first at line 7); keep one"}},
@@ -173,8 +175,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{`line 11: server.trusted_proxies[0]: cannot use "10.0.0.0/33" as a trusted proxy: write a CIDR such as 10.0.0.0/8`}},
 		{"non-loopback admin", base + "admin:\n  listen: 0.0.0.0:9901\n",
 			[]string{`line 11: admin.listen: "0.0.0.0:9901" listens on 0.0.0.0, which is not a loopback address;`, "`admin.allow_remote: true`"}},
+		{"non-ASCII path prefix", strings.Replace(base, "      - service: web\n", "      - {service: web, match: {path_prefix: /café}}\n", 1),
+			[]string{`path_prefix: "/café" contains non-ASCII characters; write them percent-encoded as clients send them, e.g. "/caf%C3%A9"`}},
 		{"admin on all interfaces", base + "admin:\n  listen: :9901\n",
 			[]string{"admin.listen: \":9901\" listens on all interfaces"}},
+		{"remote admin without a token", base + "admin:\n  listen: 0.0.0.0:9901\n  allow_remote: true\n  token_env: LBSYS_TEST_UNSET_TOKEN\n",
+			[]string{"line 12: admin.allow_remote: is true but no admin token is configured: set admin.token_file, or the variable LBSYS_TEST_UNSET_TOKEN"}},
 		{"listen conflicts with admin", strings.Replace(base, "127.0.0.1:8080", "127.0.0.1:9901", 1),
 			[]string{`line 3: listeners[public].listen: "127.0.0.1:9901" conflicts with admin.listen 127.0.0.1:9901 (the default): both bind port 9901`}},
 		{"wildcard listen conflict", "listeners:\n  - {name: public, listen: \":8080\", routes: [{service: web}]}\n  - {listen: 127.0.0.2:8080, routes: [{service: web}]}\nservices: [{name: web, endpoints: [{address: 127.0.0.1:9001}]}]\n",
@@ -292,7 +298,7 @@ func TestDefaults(t *testing.T) {
 	if cfg.Admin.Listen != "127.0.0.1:9901" || cfg.Admin.TokenEnv != "LBSYS_ADMIN_TOKEN" || cfg.Admin.AllowRemote {
 		t.Errorf("admin = %+v", cfg.Admin)
 	}
-	wantServer := Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	wantServer := Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, WriteTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
 		MaxRequestBodyBytes: 10 << 20, DrainTimeout: 30 * time.Second, Engine: EngineLbsys}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, wantServer)
@@ -327,7 +333,7 @@ func TestDefaults(t *testing.T) {
 		r.BackoffMax != 250*time.Millisecond || r.MaxBodyBytes != 64<<10 {
 		t.Errorf("retries = %+v", r)
 	}
-	if s.Timeouts != (Timeouts{Connect: 2 * time.Second, Request: 30 * time.Second, Idle: 60 * time.Second}) {
+	if s.Timeouts != (Timeouts{Connect: 2 * time.Second, Request: 30 * time.Second, Idle: 60 * time.Second, TunnelIdle: 5 * time.Minute}) {
 		t.Errorf("timeouts = %+v", s.Timeouts)
 	}
 	a := s.Affinity
@@ -417,7 +423,7 @@ func TestExample(t *testing.T) {
 			t.Errorf("%s: BalancerFactory() = (nil: %t), %v", s.Name, f == nil, err)
 		}
 	}
-	if len(byName) != 4 || cfg.Listeners[0].Listen != "127.0.0.1:8080" || cfg.Admin.Listen != "127.0.0.1:9901" {
+	if len(byName) != 5 || byName["inventory"] == nil || cfg.Listeners[0].Listen != "127.0.0.1:8080" || cfg.Admin.Listen != "127.0.0.1:9901" {
 		t.Fatalf("unexpected shape: %+v", cfg)
 	}
 	if c := byName["catalog"]; c.Policy.Name != "least_request" || c.Health.Active == nil || c.Health.SlowStart == nil {
@@ -740,15 +746,15 @@ func TestDocsCoverEveryField(t *testing.T) {
 		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
 			typ = typ.Elem()
 		}
-		if typ.Kind() != reflect.Struct || seen[typ] || typ == nodeType {
+		if typ.Kind() != reflect.Struct || seen[typ] || typ == reflect.TypeFor[yaml.Node]() {
 			return
 		}
 		seen[typ] = true
-		for _, f := range getStructInfo(typ).fields {
-			if !strings.Contains(string(doc), "`"+f.name+"`") {
-				t.Errorf("docs/config.md does not mention `%s` (%s)", f.name, typ.Name())
+		for _, f := range yamlstrict.Fields(typ) {
+			if !strings.Contains(string(doc), "`"+f.Name+"`") {
+				t.Errorf("docs/config.md does not mention `%s` (%s)", f.Name, typ.Name())
 			}
-			walk(typ.FieldByIndex(f.index).Type)
+			walk(typ.FieldByIndex(f.Index).Type)
 		}
 	}
 	walk(reflect.TypeFor[Config]())
@@ -786,5 +792,33 @@ services:
 	bad := strings.Replace(good, "priority: sheddable", "priority: vip", 1)
 	if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), `routes[0].priority: unknown priority "vip"`) {
 		t.Errorf("route priority: %v", err)
+	}
+}
+
+// TestRemoteAdminNeedsToken: allow_remote is accepted only with a token
+// source that can yield one (issue #13: a remote admin API without a token
+// passed validation).
+func TestRemoteAdminNeedsToken(t *testing.T) {
+	head := "admin:\n  listen: 0.0.0.0:9901\n  allow_remote: true\n"
+	t.Setenv("LBSYS_TEST_ADMIN_TOKEN", "")
+	for _, tc := range []struct {
+		name, admin, env string
+		ok               bool
+	}{
+		{"no token", "  token_env: LBSYS_TEST_ADMIN_TOKEN\n", "", false},
+		{"blank variable", "  token_env: LBSYS_TEST_ADMIN_TOKEN\n", "  ", false},
+		{"token variable", "  token_env: LBSYS_TEST_ADMIN_TOKEN\n", "s3cret", true},
+		{"token file (read at start)", "  token_file: /run/secrets/lbsys-admin\n", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LBSYS_TEST_ADMIN_TOKEN", tc.env)
+			_, err := Parse([]byte(head + tc.admin + base))
+			if tc.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "admin.allow_remote: is true but no admin token")) {
+				t.Fatalf("err %v, want the allow_remote error", err)
+			}
+		})
 	}
 }

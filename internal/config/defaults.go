@@ -52,6 +52,7 @@ func (ch *checker) applyDefaults(c *Config) {
 	s := &c.Server
 	ch.defDur(&s.ReadHeaderTimeout, "server.read_header_timeout", 10*time.Second, false)
 	ch.defDur(&s.IdleTimeout, "server.idle_timeout", 120*time.Second, false)
+	ch.defDur(&s.WriteTimeout, "server.write_timeout", 60*time.Second, false)
 	ch.defSize(&s.MaxHeaderBytes, "server.max_header_bytes", defaultMaxHeaderBytes, false)
 	ch.defSize(&s.MaxRequestBodyBytes, "server.max_request_body_bytes", defaultMaxRequestBody, false)
 	ch.defDur(&s.DrainTimeout, "server.drain_timeout", 30*time.Second, true)
@@ -73,6 +74,8 @@ func (ch *checker) applyDefaults(c *Config) {
 
 	ch.defInt(&c.Telemetry.RingSeconds, "telemetry.ring_seconds", defaultRingSeconds, false)
 	ch.coordinatorDefaults(&c.Coordinator)
+	ch.cacheDefaults(c)
+	ch.accessLogDefaults(c)
 }
 
 func (ch *checker) serviceDefaults(s *Service, p string) {
@@ -129,6 +132,7 @@ func (ch *checker) serviceDefaults(s *Service, p string) {
 	ch.defDur(&t.Connect, tp+".connect", 2*time.Second, false)
 	ch.defDur(&t.Request, tp+".request", 30*time.Second, true)
 	ch.defDur(&t.Idle, tp+".idle", 60*time.Second, false)
+	ch.defDur(&t.TunnelIdle, tp+".tunnel_idle", 5*time.Minute, true)
 
 	a := &s.Affinity
 	ap := p + ".affinity"

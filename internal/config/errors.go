@@ -2,11 +2,12 @@ package config
 
 import (
 	"cmp"
-	"fmt"
-	"github.com/lbsys/lbsys/internal/textutil"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lbsys/lbsys/internal/textutil"
+	"github.com/lbsys/lbsys/internal/yamlstrict"
 )
 
 // Error is one problem found in a configuration file. Its message names the
@@ -71,8 +72,7 @@ func (l ErrorList) Unwrap() []error {
 }
 
 // sortErrors orders problems by line, then path, then message, and drops
-// exact duplicates (the same alias expanded twice reports the same problem
-// twice).
+// exact duplicates, like yamlstrict.Sort.
 func sortErrors(errs []*Error) ErrorList {
 	slices.SortStableFunc(errs, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Msg, b.Msg))
@@ -82,34 +82,28 @@ func sortErrors(errs []*Error) ErrorList {
 	}))
 }
 
-// suggest returns the candidate closest to s within edit distance 2, or ""
-// when none is that close.
-func suggest(s string, candidates []string) string { return textutil.Closest(s, candidates) }
+// Located implements yamlstrict.Located: a Policy decoded by yaml.v3
+// through UnmarshalYAML inside another strict decode keeps its paths and
+// lines.
+func (l ErrorList) Located() []*yamlstrict.Error {
+	out := make([]*yamlstrict.Error, len(l))
+	for i, e := range l {
+		out[i] = &yamlstrict.Error{Line: e.Line, Path: e.Path, Msg: e.Msg}
+	}
+	return out
+}
 
 // didYouMean renders the suggestion clause for s, or "" when nothing is close.
-func didYouMean(s string, candidates []string) string {
-	if c := suggest(s, candidates); c != "" {
-		return fmt.Sprintf("did you mean `%s`? ", c)
-	}
-	return ""
-}
+func didYouMean(s string, candidates []string) string { return yamlstrict.DidYouMean(s, candidates) }
 
 // quote renders a user value for a message, shortened so that a pasted blob
 // does not drown the message.
-func quote(s string) string {
-	const max = 60
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strconv.Quote(s)
-}
+func quote(s string) string { return yamlstrict.Quote(s) }
 
 // listNames joins names for a message, capped so that a file with hundreds
 // of services still produces a readable error.
-func listNames(names []string) string {
-	const max = 12
-	if len(names) > max {
-		return strings.Join(names[:max], ", ") + fmt.Sprintf(", ... (%d more)", len(names)-max)
-	}
-	return strings.Join(names, ", ")
-}
+func listNames(names []string) string { return yamlstrict.ListNames(names) }
+
+// suggest returns the candidate closest to s within edit distance 2, or ""
+// when none is that close.
+func suggest(s string, candidates []string) string { return textutil.Closest(s, candidates) }

@@ -20,6 +20,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("x: &x [*x]\n" + base + "    <<: *x\n"))
 	f.Add([]byte(base + "    <<: [{priority: critical}, {priority: normal}]\n"))
 	f.Add([]byte("listeners: [{listen: \"[::1]:80\", routes: [{service: a, match: {host: '*.x'}}]}]\nservices: [{name: a, endpoints: [{address: a:1}]}]\n"))
+	f.Add([]byte("cache: {max_bytes: 8MiB, coalesce: {wait_timeout: 1s}, warm: {headers: {Accept-Encoding: gzip}}}\n" + base + "    cache: {enabled: true, weight: 4, tag_header: Cache-Tag}\n"))
+	f.Add([]byte("listeners: [{listen: \"127.0.0.1:1\", routes: [{service: a, cache: {enabled: true, max_object_bytes: 1KiB}}]}]\nservices: [{name: a, endpoints: [{address: a:1}], cache: {weight: 0}}]\ncache: {max_bytes: 0}\n"))
+	f.Add([]byte("listeners: [{listen: \"127.0.0.1:1\", routes: [{service: a}], access_log: {path: /tmp/a.log, format: json, sample: 0.5, query: true}}]\nservices: [{name: a, endpoints: [{address: a:1}]}]\ntelemetry: {jsonl_path: /tmp/a.log}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The fuzzer has no hang detection of its own (a stuck worker looks
 		// like one that is minimizing: 0 execs/sec). Crash instead, so the

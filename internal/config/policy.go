@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lbsys/lbsys/internal/balance"
+	"github.com/lbsys/lbsys/internal/yamlstrict"
 )
 
 // UnmarshalYAML accepts the two spellings of a policy: a bare name
@@ -20,25 +21,24 @@ import (
 // through this method (it has the same logic with full paths); it serves
 // code that decodes a Service with yaml.v3 directly.
 func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
-	d := newDecoder(0)
-	d.decodePolicy(n, p, "policy", 0)
-	if len(d.errs) > 0 {
-		return sortErrors(d.errs)
+	d := yamlstrict.NewDecoder(0, decodeOptions)
+	decodePolicy(d, n, p, "policy", 0)
+	if errs := d.Errors(); len(errs) > 0 {
+		return sortErrors(fromStrict(errs))
 	}
 	return nil
 }
 
 // decodePolicy is UnmarshalYAML with the decoder's path and line tracking.
-func (d *decoder) decodePolicy(n *yaml.Node, p *Policy, path string, depth int) {
+func decodePolicy(d *yamlstrict.Decoder, n *yaml.Node, p *Policy, path string, depth int) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		*p = Policy{Name: n.Value}
-		d.lines[path+".name"] = n.Line
-		d.set[path+".name"] = true
+		d.Record(path+".name", n.Line)
 	case yaml.MappingNode:
-		d.decodeStruct(n, reflect.ValueOf(p).Elem(), path, depth)
+		d.Struct(n, reflect.ValueOf(p).Elem(), path, depth)
 	default:
-		d.errf(n.Line, path, "expected a policy name such as `least_request`, or a mapping `{name: least_request, options: {...}}`, got %s", describe(n))
+		d.Errorf(n.Line, path, "expected a policy name such as `least_request`, or a mapping `{name: least_request, options: {...}}`, got %s", describe(n))
 	}
 }
 
@@ -84,11 +84,9 @@ func (ch *checker) validatePolicy(s *Service, p string) {
 			if rv.Kind() != reflect.Pointer || rv.IsNil() {
 				return fmt.Errorf("policy %s decodes its options into %T, which is not a non-nil pointer (a bug in the policy)", name, into)
 			}
-			d := newDecoder(0)
-			d.decode(opts, rv.Elem(), optsPath, 0)
-			if len(d.errs) > 0 {
-				captured = append(captured, d.errs...)
-				return sortErrors(slices.Clone(d.errs))
+			if errs := fromStrict(yamlstrict.DecodeNode(opts, into, optsPath, decodeOptions)); len(errs) > 0 {
+				captured = append(captured, errs...)
+				return sortErrors(slices.Clone(errs))
 			}
 			return nil
 		}

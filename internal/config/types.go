@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lbsys/lbsys/internal/balance"
+	"github.com/lbsys/lbsys/internal/cache/settings"
 )
 
 // Config is the whole file.
@@ -32,6 +33,11 @@ type Config struct {
 	// Coordinator connects the proxy to Gaia, which streams directives.
 	// Absent: no coordinator (POST /directive still works).
 	Coordinator Coordinator `yaml:"coordinator"`
+	// Cache is the response cache shared by every route that opts in
+	// (services[].cache or routes[].cache with `enabled: true`): one
+	// memory budget, request coalescing, warming. It stores nothing until a
+	// route opts in. See docs/cache.md.
+	Cache settings.Config `yaml:"cache"`
 
 	// version is set by Parse; see Version.
 	version string
@@ -59,6 +65,11 @@ type Server struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle client keep-alive connections. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout disconnects a client that takes no response bytes for
+	// this long: every write to a client must make progress within it
+	// (between WriteTimeout and 1.5× WriteTimeout), whatever the length of
+	// the response, like NGINX's send_timeout. Default 60s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxHeaderBytes bounds request line plus headers. Default 64KiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
 	// MaxRequestBodyBytes bounds request bodies; larger bodies get 413.
@@ -75,8 +86,9 @@ type Server struct {
 	// closing connections. Default 30s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// TrustedProxies lists CIDRs whose X-Forwarded-For/-Proto/-Host headers
-	// are kept (and appended to). From any other peer these headers are
-	// replaced. Default: none trusted.
+	// are kept (and appended to), and whose X-Real-IP and Forwarded headers
+	// pass. From any other peer the first are replaced and the others
+	// removed. Default: none trusted.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
@@ -90,6 +102,9 @@ type Listener struct {
 	TLS *TLS `yaml:"tls"`
 	// Routes are matched in order; the first match wins. At least one.
 	Routes []Route `yaml:"routes"`
+	// AccessLog writes one line per request this listener answers.
+	// Absent: no access log (the default).
+	AccessLog *AccessLog `yaml:"access_log"`
 }
 
 // TLS names a certificate and key in PEM files.
@@ -110,6 +125,22 @@ type Route struct {
 	// route (for example sheddable search inside a normal catalog service).
 	// Empty: the service's class.
 	Priority string `yaml:"priority"`
+	// Cache, when present, is this route's response cache section, in
+	// place of the service's (the whole section: fields left out take
+	// their defaults, not the service's values).
+	Cache *settings.RouteConfig `yaml:"cache"`
+}
+
+// CacheConfig returns the cache section that applies to a route of
+// service svc: the route's own, else the service's.
+func (r *Route) CacheConfig(svc *Service) settings.RouteConfig {
+	if r.Cache != nil {
+		return *r.Cache
+	}
+	if svc == nil {
+		return settings.RouteConfig{}
+	}
+	return svc.Cache
 }
 
 // Match is a conjunction of conditions.
@@ -117,8 +148,10 @@ type Match struct {
 	// Host matches the request host without port, case-insensitively.
 	// "*.example.com" matches any subdomain. Empty matches any host.
 	Host string `yaml:"host"`
-	// PathPrefix matches the start of the URL path, on segment boundaries:
-	// "/cart" matches "/cart" and "/cart/x" but not "/carts". Default "/".
+	// PathPrefix matches the start of the URL path as sent (percent-encoded,
+	// which is also what is forwarded), on segment boundaries: "/cart"
+	// matches "/cart" and "/cart/x" but not "/carts" nor "/%63art". Default
+	// "/".
 	PathPrefix string `yaml:"path_prefix"`
 	// Methods lists accepted methods (upper case). Empty accepts all.
 	Methods []string `yaml:"methods"`
@@ -149,6 +182,10 @@ type Service struct {
 	// Absent: every request is admitted. `admission: {}` turns it on with
 	// the defaults.
 	Admission *Admission `yaml:"admission"`
+	// Cache opts the service's routes into the response cache
+	// (`cache: {enabled: true}`); a route's own `cache:` replaces it.
+	// Default: off.
+	Cache settings.RouteConfig `yaml:"cache"`
 
 	// balancer is the policy's factory, built while validating; see
 	// BalancerFactory.
@@ -280,6 +317,11 @@ type Timeouts struct {
 	Request time.Duration `yaml:"request"`
 	// Idle closes pooled upstream connections unused this long. Default 60s.
 	Idle time.Duration `yaml:"idle"`
+	// TunnelIdle closes an upgraded connection (WebSocket, after 101
+	// Switching Protocols) once no byte has passed either way for this long.
+	// Request does not apply to it once upgraded. 0 disables the limit.
+	// Default 5m.
+	TunnelIdle time.Duration `yaml:"tunnel_idle"`
 	// AbortOnClientClose cancels the upstream exchange as soon as the client
 	// goes away, instead of letting the endpoint finish (bounded by Request).
 	// Off by default, as in HAProxy (option abortonclose): watching every

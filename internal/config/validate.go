@@ -1,11 +1,11 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
+	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -192,6 +192,8 @@ func (ch *checker) validate(c *Config) {
 		ch.errf("telemetry.ring_seconds", "must be at least 1, got %d", c.Telemetry.RingSeconds)
 	}
 	ch.validateCoordinator(&c.Coordinator)
+	ch.validateCache(c)
+	ch.validateAccessLogs(c)
 }
 
 var serviceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -221,6 +223,13 @@ func (ch *checker) validateAdmin(a *Admin) {
 	// mounted after the config is checked, and a missing env var is legal.
 	if strings.TrimSpace(a.TokenFile) != a.TokenFile {
 		ch.errf("admin.token_file", "has leading or trailing spaces; remove them")
+	}
+	// A remote admin API without a token lets anyone who reaches the port
+	// reload the proxy and steer its traffic. A token file is only read at
+	// start (it may be mounted later), so its presence is what is checked
+	// here; the proxy refuses to start or reload if it yields no token.
+	if a.AllowRemote && a.TokenFile == "" && strings.TrimSpace(os.Getenv(a.TokenEnv)) == "" {
+		ch.errf("admin.allow_remote", "is true but no admin token is configured: set admin.token_file, or the variable %s, or keep the admin API on a loopback address", a.TokenEnv)
 	}
 }
 
@@ -252,6 +261,7 @@ func (ch *checker) validateServer(s *Server) {
 	}
 	positiveDur(ch, "server.read_header_timeout", s.ReadHeaderTimeout)
 	positiveDur(ch, "server.idle_timeout", s.IdleTimeout)
+	positiveDur(ch, "server.write_timeout", s.WriteTimeout)
 	if s.DrainTimeout < 0 {
 		ch.errf("server.drain_timeout", "must not be negative, got %s; use 0s to close connections at once", s.DrainTimeout)
 	}
@@ -326,13 +336,9 @@ func splitHostPort(addr string) (string, string, error) {
 	if strings.Contains(addr, "://") {
 		return "", "", fmt.Errorf("%s has a scheme; remove it (plain HTTP is implied)", quote(addr))
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		var ae *net.AddrError
-		if errors.As(err, &ae) {
-			return "", "", fmt.Errorf("cannot use %s as an address: %s", quote(addr), ae.Err)
-		}
-		return "", "", fmt.Errorf("cannot use %s as an address", quote(addr))
+	host, port, why := cutHostPort(addr)
+	if why != "" {
+		return "", "", fmt.Errorf("cannot use %s as an address: %s", quote(addr), why)
 	}
 	return host, port, nil
 }
@@ -476,6 +482,10 @@ func (ch *checker) validateMatch(m *Match, p string) {
 		ch.errf(p+".path_prefix", "%s contains `?` or `#`: the prefix matches the path only; remove the query or fragment", quote(pp))
 	case strings.IndexFunc(pp, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
 		ch.errf(p+".path_prefix", "%s contains spaces or control characters; percent-encode them", quote(pp))
+	case strings.IndexFunc(pp, func(r rune) bool { return r > 0x7f }) >= 0:
+		// Routes match the path as it is sent and forwarded, which is
+		// percent-encoded: a raw non-ASCII prefix would never match.
+		ch.errf(p+".path_prefix", "%s contains non-ASCII characters; write them percent-encoded as clients send them, e.g. %s", quote(pp), quote((&url.URL{Path: pp}).EscapedPath()))
 	}
 	for i, meth := range m.Methods {
 		mp := fmt.Sprintf("%s.methods[%d]", p, i)
@@ -737,6 +747,9 @@ func (ch *checker) validateTimeouts(t *Timeouts, p string) {
 		ch.errf(p+".request", "must not be negative, got %s; 0s disables the request timeout", t.Request)
 	}
 	positiveDur(ch, p+".idle", t.Idle)
+	if t.TunnelIdle < 0 {
+		ch.errf(p+".tunnel_idle", "must not be negative, got %s; 0s lets an upgraded connection stay idle forever", t.TunnelIdle)
+	}
 }
 
 var affinityTypes = []string{"none", "cookie", "hash"}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/balance"
+	"github.com/lbsys/lbsys/internal/steer"
 )
 
 // Status is the body of GET /status.
@@ -22,6 +24,8 @@ type Status struct {
 	Services      []ServiceStatus `json:"services"`
 	// Coordinator is the directive agent's state (absent without one).
 	Coordinator *CoordinatorStatus `json:"coordinator,omitempty"`
+	// Cache is the response cache's state (absent while nothing caches).
+	Cache *CacheStatus `json:"cache,omitempty"`
 }
 
 // ListenerInfo describes one listener and its routes.
@@ -63,6 +67,7 @@ func (px *Proxy) Status() Status {
 		st.Services = append(st.Services, g.services[n].status(now))
 	}
 	st.Coordinator = px.coordinatorStatus()
+	st.Cache = px.cacheStatus(g)
 	return st
 }
 
@@ -75,6 +80,10 @@ func (px *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if px.draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		if stopped := px.stoppedListeners(); len(stopped) > 0 {
+			http.Error(w, strings.Join(stopped, "\n"), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
@@ -96,6 +105,8 @@ func (px *Proxy) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"records": recs})
 	})
 	mux.Handle("POST /directive", px.requireToken(http.HandlerFunc(px.handleDirective)))
+	mux.HandleFunc("GET /explain", px.handleExplain) // explain.go
+	px.mountUI(mux)                                  // ui.go: GET /, /ui/, /api/ui/…
 	mux.Handle("POST /reload", px.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := px.ReloadFile()
 		if err != nil {
@@ -104,8 +115,24 @@ func (px *Proxy) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"result": "reloaded", "config_version": v})
 	})))
-	return mux
+	px.mountCache(mux) // cache.go: POST /cache/purge
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// A body must arrive in time, and what a handler leaves
+			// unread (a 401, a 404, /reload) is drained by net/http after
+			// it returns: bound both, or a client that announces a body
+			// and never sends it holds the connection for good.
+			rc := http.NewResponseController(w)
+			rc.SetReadDeadline(time.Now().Add(adminBodyTimeout))
+			defer rc.SetReadDeadline(time.Now().Add(bodyDrainTimeout))
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
+
+// adminBodyTimeout bounds reading an admin request's body (a directive is
+// at most 1 MiB of JSON).
+const adminBodyTimeout = 10 * time.Second
 
 // requireToken guards mutating calls with the configured bearer token.
 func (px *Proxy) requireToken(next http.Handler) http.Handler {
@@ -115,6 +142,10 @@ func (px *Proxy) requireToken(next http.Handler) http.Handler {
 			want = *p
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if (want == "" || !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1) && r.ContentLength != 0 {
+			// Refused without reading the body: close rather than drain it.
+			w.Header().Set("Connection", "close")
+		}
 		if want == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lbsys"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no admin token configured: set admin.token_file or the variable named by admin.token_env (default LBSYS_ADMIN_TOKEN)"})
@@ -154,6 +185,9 @@ type DirectiveRequest struct {
 	// Clear removes the service's directive (back to plain peak_ewma).
 	Clear     bool                `json:"clear,omitempty"`
 	Admission *AdmissionDirective `json:"admission,omitempty"`
+	// Cache gives the service's cached routes TTL hints and a warm list
+	// (the directive schema's cache section).
+	Cache *directive.Cache `json:"cache,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" in JSON.
@@ -186,31 +220,64 @@ func (px *Proxy) handleDirective(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad directive: " + err.Error()})
 		return
 	}
+	// Reloads wait: the directive is checked against the service as it
+	// is and applied to that same service.
+	px.reloadMu.Lock()
+	defer px.reloadMu.Unlock()
 	svc := px.gen.Load().services[req.Service]
 	if svc == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no service %q", req.Service)})
 		return
 	}
-	var d *balance.Directive
-	if req.Clear || req.Weights != nil || len(req.Ramps) > 0 {
-		d = &balance.Directive{Version: req.Version, Weights: req.Weights}
-		now := px.clock.Now()
-		for i, rr := range req.Ramps {
-			start := now
-			if rr.Start != "" {
-				t, err := time.Parse(time.RFC3339, rr.Start)
-				if err != nil {
-					writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("ramps[%d].start: want RFC 3339: %v", i, err)})
-					return
-				}
-				start = t
+	// The request becomes a directive section, derived and checked by the
+	// same code as a streamed one (steer.Plan): whole or not at all.
+	next := &directive.Service{Weights: req.Weights, Cache: req.Cache}
+	now := px.clock.Now()
+	for i, rr := range req.Ramps {
+		r := directive.Ramp{Endpoint: rr.Endpoint, From: rr.From, To: rr.To, Duration: directive.Duration(rr.Duration)}
+		if rr.Start != "" {
+			t, err := time.Parse(time.RFC3339, rr.Start)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("ramps[%d].start: want RFC 3339: %v", i, err)})
+				return
 			}
-			d.Ramps = append(d.Ramps, balance.Ramp{Endpoint: rr.Endpoint, From: rr.From, To: rr.To, Start: start, Duration: time.Duration(rr.Duration)})
+			r.Start = &t
 		}
+		next.SlowStart = append(next.SlowStart, r)
 	}
-	if err := svc.setDirective(d, req.Clear, req.Admission); err != nil {
+	if a := req.Admission; a != nil {
+		if a.Min < 0 || a.Max < 0 || a.Seed < 0 {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": fmt.Sprintf("admission: min, max and seed must not be negative, got %d, %d and %d", a.Min, a.Max, a.Seed)})
+			return
+		}
+		next.Admission = &directive.Admission{Min: a.Min, Cap: a.Max, Seed: a.Seed}
+	}
+	caps := svc.caps()
+	if (req.Clear || req.Weights != nil || len(req.Ramps) > 0) && !caps.Directed {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": fmt.Sprintf("policy %s does not take weights or slow_start; set `policy: weighted` for this service in the proxy configuration", caps.Policy)})
+		return
+	}
+	if req.Clear {
+		next.Weights, next.SlowStart = nil, nil
+	}
+	ch, err := steer.Plan(nil, next, caps, 0, now, false)
+	if err == nil {
+		switch {
+		case req.Clear:
+			ch.Weights, ch.ClearWeights = nil, true
+		case ch.Weights == nil && req.Weights != nil:
+			// "weights": {} installs a directive of factor 1 everywhere.
+			ch.Weights = &balance.Directive{Weights: req.Weights}
+		}
+		if ch.Weights != nil {
+			ch.Weights.Version = req.Version
+		}
+		err = svc.applyChange(ch, caps)
+	}
+	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 		return
 	}
+	px.applyCacheChange(px.gen.Load(), req.Service, ch)
 	writeJSON(w, http.StatusOK, map[string]string{"result": "applied", "service": req.Service, "version": req.Version})
 }

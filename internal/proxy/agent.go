@@ -13,8 +13,8 @@ import (
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/agent"
-	"github.com/lbsys/lbsys/internal/balance"
 	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/steer"
 )
 
 // The proxy's side of Gaia: an agent (internal/agent) watches the
@@ -27,9 +27,9 @@ import (
 type CoordinatorStatus struct {
 	agent.Status
 	// Services shows, per local service, what the directive asks of it:
-	// the version that last changed the service's part, and the hints the
-	// proxy carries without acting on them yet (cache warm list and TTL
-	// hints, scale recommendation) and why.
+	// the version that last changed the service's part, the cache warm
+	// list and TTL hints (applied to the service's cached routes), the
+	// scale recommendation (carried for autoscalers) and why.
 	Services map[string]ServiceDirective `json:"services,omitempty"`
 	// Ignored lists services of the directive this proxy does not have.
 	Ignored []string `json:"ignored_services,omitempty"`
@@ -45,10 +45,6 @@ type ServiceDirective struct {
 	Scale     *directive.Scale     `json:"scale,omitempty"`
 	Why       *directive.Why       `json:"why,omitempty"`
 }
-
-// agents maps running proxies to their agent; a side table so that the
-// Proxy type stays as it is. Entries go when the proxy closes.
-var agents sync.Map // *Proxy -> *dirAgent
 
 type dirAgent struct {
 	agent   *agent.Agent
@@ -74,7 +70,7 @@ func (px *Proxy) StartAgent(urls []string) error {
 	if len(cc.URLs) == 0 {
 		return nil
 	}
-	if _, ok := agents.Load(px); ok {
+	if px.agent.Load() != nil {
 		return errors.New("the coordinator agent is already running")
 	}
 	token, err := cc.Token()
@@ -112,14 +108,21 @@ func (px *Proxy) StartAgent(urls []string) error {
 	if err != nil {
 		return err
 	}
+	ap.metrics = newDirectiveMetrics(px.clock) // before Restore: it publishes
+	if err := px.reg.Register(ap.metrics); err != nil {
+		return fmt.Errorf("directive metrics: %w", err)
+	}
 	if err := a.Restore(); err != nil {
 		px.log.Error("the persisted directive was not applied; waiting for the coordinator", "err", err)
 	}
-	agents.Store(px, &dirAgent{agent: a, applier: ap})
+	da := &dirAgent{agent: a, applier: ap}
+	if !px.agent.CompareAndSwap(nil, da) {
+		return errors.New("the coordinator agent is already running")
+	}
 	px.wg.Add(1)
 	go func() {
 		defer px.wg.Done()
-		defer agents.Delete(px)
+		defer px.agent.CompareAndSwap(da, nil)
 		done := make(chan struct{})
 		go func() { defer close(done); ap.reconcileLoop(px) }()
 		a.Run(px.ctx)
@@ -141,11 +144,10 @@ func sanitizeID(s string) string {
 
 // coordinatorStatus is nil when no agent runs.
 func (px *Proxy) coordinatorStatus() *CoordinatorStatus {
-	v, ok := agents.Load(px)
-	if !ok {
+	da := px.agent.Load()
+	if da == nil {
 		return nil
 	}
-	da := v.(*dirAgent)
 	st := &CoordinatorStatus{Status: da.agent.Status()}
 	st.Services, st.Ignored = da.applier.view()
 	return st
@@ -194,21 +196,22 @@ type directiveApplier struct {
 	current *directive.Directive
 	applied map[string]appliedSection
 	ignored []string
+	metrics *directiveMetrics // nil: none exported
 }
 
 // plan is one service's change.
 type plan struct {
-	name  string
-	svc   *service
-	dir   *balance.Directive
-	clear bool
-	adm   *AdmissionDirective
-	next  appliedSection
+	name   string
+	svc    *service
+	caps   steer.Caps
+	change steer.Change
+	next   appliedSection
 }
 
-// Apply implements agent.Applier: every service's part is checked against
-// the running configuration first; only then is anything changed, and a
-// failure part way restores the services already changed.
+// Apply implements agent.Applier: every service's part is derived and
+// checked against the running configuration first (steer.Plan, the code
+// the simulator runs too); only if all fit is anything changed, so a
+// NACKed directive changes nothing.
 func (ap *directiveApplier) Apply(d *directive.Directive) error {
 	ap.mu.Lock()
 	defer ap.mu.Unlock()
@@ -233,21 +236,23 @@ func (ap *directiveApplier) applyLocked(d *directive.Directive, reconcile bool) 
 		s := g.services[name]
 		sec := d.Services[name]
 		prev, had := ap.applied[name]
-		s.mu.Lock()
-		lim := s.limiter.Load()
-		same := had && prev.svc == s && prev.limiter == lim && directive.SectionEqual(prev.section, sec)
-		if same {
-			s.mu.Unlock()
+		caps := s.caps()
+		if had && prev.svc == s && prev.limiter == caps.Limiter && directive.SectionEqual(prev.section, sec) {
 			continue
 		}
-		p := plan{name: name, svc: s, next: appliedSection{svc: s, limiter: lim, version: d.Version, section: sec}}
+		p := plan{name: name, svc: s, caps: caps, next: appliedSection{svc: s, limiter: caps.Limiter, version: d.Version, section: sec}}
 		if had && directive.SectionEqual(prev.section, sec) {
 			p.next.version = prev.version // re-applied after a reload: same part
 		}
-		if err := p.build(prev, sec, lim, now, d.Version, reconcile); err != nil {
+		var prevSec *directive.Service
+		if prev.svc == s {
+			prevSec = prev.section
+		}
+		ch, err := steer.Plan(prevSec, sec, caps, d.Version, now, reconcile)
+		if err != nil {
 			errs = append(errs, fmt.Sprintf("services[%s]: %v", name, err))
 		}
-		s.mu.Unlock()
+		p.change = ch
 		plans = append(plans, p)
 	}
 	if len(errs) > 0 {
@@ -255,19 +260,28 @@ func (ap *directiveApplier) applyLocked(d *directive.Directive, reconcile bool) 
 	}
 	var done []plan
 	for _, p := range plans {
-		if err := p.svc.setDirective(p.dir, p.clear, p.adm); err != nil {
-			// Checked above, so only a bug gets here: put back what changed.
+		if err := p.svc.applyChange(p.change, p.caps); err != nil {
+			// Every change was checked and reloads are held off, so this
+			// is not expected; put back what changed.
 			for _, q := range done {
 				prev := ap.applied[q.name]
-				back := plan{svc: q.svc}
-				q.svc.mu.Lock()
-				back.build(q.next, prev.section, q.svc.limiter.Load(), now, prev.version, true)
-				q.svc.mu.Unlock()
-				q.svc.setDirective(back.dir, back.clear, back.adm)
+				var prevSec *directive.Service
+				if prev.svc == q.svc {
+					prevSec = prev.section
+				}
+				caps := q.svc.caps()
+				if back, err := steer.Plan(q.next.section, prevSec, caps, prev.version, now, true); err == nil {
+					q.svc.applyChange(back, caps)
+				}
 			}
 			return fmt.Errorf("services[%s]: %w", p.name, err)
 		}
 		done = append(done, p)
+	}
+	// The cache part last, once every service took its change: it cannot
+	// fail, and warming is not undone.
+	for _, p := range plans {
+		px.applyCacheChange(g, p.name, p.change)
 	}
 	for _, p := range plans {
 		if p.next.section == nil {
@@ -282,73 +296,12 @@ func (ap *directiveApplier) applyLocked(d *directive.Directive, reconcile bool) 
 		}
 	}
 	ap.current = d
+	ap.metrics.publish(ap.applied)
 	ap.ignored = ap.ignored[:0]
 	for _, name := range d.ServiceNames() {
 		if g.services[name] == nil {
 			ap.ignored = append(ap.ignored, name)
 		}
-	}
-	return nil
-}
-
-// build derives what setDirective needs to go from prev to sec, and checks
-// it fits the service (s.mu held).
-func (p *plan) build(prev appliedSection, sec *directive.Service, lim *admission.Limiter, now time.Time, version uint64, reconcile bool) error {
-	s := p.svc
-	_, directed := s.bal.(balance.Directed)
-	var prevSec *directive.Service
-	if prev.svc == s {
-		prevSec = prev.section
-	}
-	wantsWeights := sec != nil && (len(sec.Weights) > 0 || len(sec.SlowStart) > 0)
-	hadWeights := prevSec != nil && (len(prevSec.Weights) > 0 || len(prevSec.SlowStart) > 0)
-	switch {
-	case wantsWeights && !directed:
-		return fmt.Errorf("policy %s does not take weights or slow_start; set `policy: weighted` for this service in the proxy configuration", s.cfg.Policy.Name)
-	case wantsWeights:
-		bd := &balance.Directive{Version: fmt.Sprintf("gaia-%d", version), Weights: sec.Weights}
-		for _, r := range sec.SlowStart {
-			start := now
-			if r.Start != nil {
-				start = *r.Start
-			}
-			bd.Ramps = append(bd.Ramps, balance.Ramp{Endpoint: r.Endpoint, From: r.From, To: r.To, Start: start, Duration: r.Duration.Std()})
-		}
-		if err := bd.Validate(); err != nil {
-			return err
-		}
-		p.dir = bd
-	case hadWeights && directed:
-		p.clear = true
-	}
-	var prevAdm *directive.Admission
-	if prevSec != nil {
-		prevAdm = prevSec.Admission
-	}
-	switch {
-	case sec != nil && sec.Admission != nil:
-		a := sec.Admission
-		if lim == nil {
-			return fmt.Errorf("admission: the service has no admission control; add `admission: {}` to it in the proxy configuration")
-		}
-		lo, hi := a.Min, a.Cap
-		if lo == 0 && s.admCfg != nil {
-			lo = s.admCfg.MinLimit
-		}
-		if hi == 0 && s.admCfg != nil {
-			hi = s.admCfg.MaxLimit
-		}
-		if hi > 0 && lo > hi {
-			return fmt.Errorf("admission: min %d would exceed cap %d (a zero field keeps the configured bound)", lo, hi)
-		}
-		p.adm = &AdmissionDirective{Min: a.Min, Max: a.Cap}
-		// Seed only when the seed itself changed: re-seeding on every
-		// version would throw away what the limiter learned.
-		if a.Seed > 0 && (prevAdm == nil || prevAdm.Seed != a.Seed) && !reconcile {
-			p.adm.Seed = a.Seed
-		}
-	case prevAdm != nil && lim != nil:
-		p.adm = &AdmissionDirective{} // back to the configured bounds
 	}
 	return nil
 }

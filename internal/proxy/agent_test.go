@@ -191,7 +191,9 @@ func TestProxyRestartsFromPersistedDirectiveWhileCoordinatorDown(t *testing.T) {
 	px2 := startAgentProxy(t, coord.srv.URL, dir, a, b)
 	// The persisted directive is in force before the first request.
 	onlyTo(t, px2, "b")
-	eventually(t, 5*time.Second, "degraded mode", func() bool {
+	// The agent reports degraded mode only after two failed rounds and 5s
+	// (agent.Options.DegradedAfter) without a good poll.
+	eventually(t, 15*time.Second, "degraded mode", func() bool {
 		c := status(t, px2).Coordinator
 		return c.Degraded && c.Source == "disk" && c.Version == 5
 	})

@@ -35,6 +35,20 @@ func TestNetHTTPEngine(t *testing.T) {
 		{"ReloadUnderLoadLosesNothing", TestReloadUnderLoadLosesNothing},
 		{"H1Protocol", TestH1Protocol},
 		{"StalledRequestBodyIsCutOff", TestStalledRequestBodyIsCutOff},
+		{"HeaderNameSmuggling", TestHeaderNameSmuggling},
+		{"UpstreamInvalidFieldsAre502", TestUpstreamInvalidFieldsAre502},
+		{"ChunkedRequestClosesConnection", TestChunkedRequestClosesConnection},
+		{"AbsoluteFormHost", TestAbsoluteFormHost},
+		{"AmbiguousPathsAreRefused", TestAmbiguousPathsAreRefused},
+		{"AcceptErrorsBackOffAndServe", TestAcceptErrorsBackOffAndServe},
+		{"UnsentBodyDoesNotHoldConnection", TestUnsentBodyDoesNotHoldConnection},
+		{"WriteTimeoutCutsStalledReader", TestWriteTimeoutCutsStalledReader},
+		{"TunnelOutlivesRequestTimeout", TestTunnelOutlivesRequestTimeout},
+		{"ForwardRequestFields", TestForwardRequestFields},
+		{"ForwardResponseFields", TestForwardResponseFields},
+		{"CutBodyIsNotComplete", TestCutBodyIsNotComplete},
+		{"CachedCutBodyIsNotComplete", TestCachedCutBodyIsNotComplete},
+		{"UnaskedSwitchIs502", TestUnaskedSwitchIs502},
 	} {
 		t.Run(tc.name, tc.f)
 	}

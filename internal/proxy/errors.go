@@ -15,6 +15,9 @@ const (
 	reasonConnectFailure  = "upstream_connect_failure"
 	reasonReset           = "upstream_reset"
 	reasonTimeout         = "upstream_timeout"
+	reasonInvalidResponse = "upstream_invalid_response"
+	reasonInvalidHeader   = "invalid_header"
+	reasonAmbiguousPath   = "ambiguous_path"
 	reasonBodyTooLarge    = "request_body_too_large"
 	reasonBadRequestBody  = "request_body_error"
 	reasonBodyTimeout     = "request_body_timeout"
@@ -67,6 +70,12 @@ func explanation(reason string) string {
 		return "the endpoint closed the connection before responding\n"
 	case reasonTimeout:
 		return "the endpoint did not respond in time\n"
+	case reasonInvalidResponse:
+		return "the endpoint sent a malformed response\n"
+	case reasonInvalidHeader:
+		return "the request has a header field that cannot be forwarded\n"
+	case reasonAmbiguousPath:
+		return "the request path has dot-segments or encoded separators that backends may read differently\n"
 	case reasonBodyTooLarge:
 		return "request body too large\n"
 	case reasonBadRequestBody:
@@ -83,6 +92,7 @@ func explanation(reason string) string {
 
 // writeProxyError writes a short error response.
 func writeProxyError(w http.ResponseWriter, status int, reason string) {
+	noteProxyError(w, reason)
 	h := w.Header()
 	h.Set(headerError, reason)
 	h.Set("Content-Type", "text/plain; charset=utf-8")

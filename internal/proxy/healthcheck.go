@@ -63,16 +63,14 @@ func (p *prober) stop() {
 	p.client.CloseIdleConnections()
 }
 
+// loop probes one endpoint: at once, then every interval (±10%) of the
+// proxy's clock, so that a test with a manual clock drives the probes by
+// advancing it. A probe's own timeout is the wall clock's: it bounds I/O.
 func (p *prober) loop(ctx context.Context, ep *endpoint) {
 	defer p.wg.Done()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	clk := p.svc.px.clock
+	due := make(chan struct{}, 1)
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
 		ok := p.probe(ctx, ep.be.ID)
 		if ctx.Err() != nil {
 			return
@@ -87,7 +85,18 @@ func (p *prober) loop(ctx context.Context, ep *endpoint) {
 			p.svc.rebuild()
 		}
 		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(p.cfg.Interval))
-		timer.Reset(p.cfg.Interval + jitter)
+		t := clk.AfterFunc(p.cfg.Interval+jitter, func() {
+			select {
+			case due <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-due:
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/lbsys/lbsys/internal/clock"
 	"github.com/lbsys/lbsys/internal/config"
 )
 
@@ -138,6 +139,13 @@ func writeConfig(t testing.TB, yaml string) string {
 
 func startProxy(t testing.TB, yaml string) *testProxy {
 	t.Helper()
+	return startProxyWith(t, yaml, nil)
+}
+
+// startProxyWith is startProxy with options changed by opt (a manual clock,
+// a listener hook...).
+func startProxyWith(t testing.TB, yaml string, opt func(*Options)) *testProxy {
+	t.Helper()
 	path := writeConfig(t, yaml)
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -150,7 +158,11 @@ func startProxy(t testing.TB, yaml string) *testProxy {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	px, err := New(cfg, Options{Logger: log, ConfigPath: path, TickInterval: 20 * time.Millisecond})
+	opts := Options{Logger: log, ConfigPath: path, TickInterval: 20 * time.Millisecond}
+	if opt != nil {
+		opt(&opts)
+	}
+	px, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +175,23 @@ func startProxy(t testing.TB, yaml string) *testProxy {
 		tp.url = "http://" + px.Addr(cfg.Listeners[0].Listen)
 	}
 	return tp
+}
+
+// startProxyClock starts a proxy on a manual clock set years away from
+// the wall clock, so that a wall-clock reading anywhere in a decision
+// shows, and the test moves time instead of waiting for it.
+func startProxyClock(t testing.TB, yaml string) (*testProxy, *clock.Manual) {
+	t.Helper()
+	clk := clock.NewManual(time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC))
+	return startProxyWith(t, yaml, func(o *Options) { o.Clock = clk }), clk
+}
+
+// waitTicks waits until the proxy's tick loop has run n more rounds, so
+// that whatever fell due at the clock's current time has been processed.
+func waitTicks(t testing.TB, px *testProxy, n int64) {
+	t.Helper()
+	want := px.ticks.Load() + n
+	eventually(t, 5*time.Second, fmt.Sprintf("%d tick rounds", n), func() bool { return px.ticks.Load() >= want })
 }
 
 type testWriter struct{ t testing.TB }

@@ -234,7 +234,7 @@ listeners:
 services:
   - {name: app, policy: round_robin, endpoints: [{address: "{{.B0}}"}]}
 `, a))
-	if s, body := postJSON(t, px2.admin+"/directive", "tok", `{"service":"app","weights":{}}`); s != 422 || !strings.Contains(body, "use policy weighted") {
+	if s, body := postJSON(t, px2.admin+"/directive", "tok", `{"service":"app","weights":{}}`); s != 422 || !strings.Contains(body, "policy: weighted") {
 		t.Fatalf("round_robin directive: %d %s", s, body)
 	}
 }

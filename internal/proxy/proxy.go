@@ -29,9 +29,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/admission"
+	"github.com/lbsys/lbsys/internal/cache"
 	"github.com/lbsys/lbsys/internal/clock"
 	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/dashboard/ui"
+	"github.com/lbsys/lbsys/internal/proxy/h1"
 	"github.com/lbsys/lbsys/internal/telemetry"
 )
 
@@ -49,6 +53,9 @@ type Options struct {
 	// TickInterval is how often ejections expire and slow-start ramps move.
 	// Default 200ms.
 	TickInterval time.Duration
+	// Listen binds the client listeners; default net.Listen. Tests use it
+	// to make accepts fail.
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // generation is one compiled configuration: what a request reads with one
@@ -66,20 +73,26 @@ type generation struct {
 type listenerRoutes struct {
 	name   string
 	routes []*route
+	alog   *accessLog // nil: the listener does not log
 }
 
 // Proxy is a running lbsys data plane.
 type Proxy struct {
-	log     *slog.Logger
-	stdLog  *log.Logger
-	clock   clock.Clock
-	reg     *prometheus.Registry
-	metrics *telemetry.Metrics
-	opts    Options
+	log    *slog.Logger
+	stdLog *log.Logger
+	clock  clock.Clock
+	// realClock: clock is clock.Real, so the request path reads the wall
+	// clock once for both its decisions and its socket deadlines.
+	realClock bool
+	reg       *prometheus.Registry
+	metrics   *telemetry.Metrics
+	opts      Options
 
-	gen      atomic.Pointer[generation]
-	draining atomic.Bool
-	noRoute  prometheus.Counter
+	gen       atomic.Pointer[generation]
+	draining  atomic.Bool
+	ticks     atomic.Int64 // tickLoop rounds done, for tests that drive the clock
+	noRoute   prometheus.Counter
+	badTarget prometheus.Counter
 
 	reloadMu  sync.Mutex // serializes Apply
 	mu        sync.Mutex // guards services, servers, secrets
@@ -94,6 +107,28 @@ type Proxy struct {
 	ring  *telemetry.Ring
 	jsonl *telemetry.JSONL
 
+	// cache is the response cache, built the first time a route opts in
+	// and kept (a reload reconfigures it); nil while nothing caches. Its
+	// metrics are registered with it.
+	cache        atomic.Pointer[cache.Cache]
+	cacheMetrics *cache.Metrics
+	cacheClose   sync.Once
+	// cacheHints are the TTL hints the running directive gives each
+	// service (guarded by reloadMu), for routes that start caching later.
+	cacheHints map[string][]directive.TTLHint
+
+	// sinks are the access log outputs in use, by config.AccessLog.Key
+	// (guarded by mu); accessDropped counts the lines they lost.
+	sinks         map[string]*logSink
+	retiring      map[*logSink]bool // outputs a reload dropped, still being closed
+	accessDropped *prometheus.CounterVec
+
+	// agent is the coordinator agent and its directive applier while one
+	// runs (StartAgent), nil otherwise; uiColl is the web UI's collector,
+	// made on first use (uiCollector).
+	agent  atomic.Pointer[dirAgent]
+	uiColl atomic.Pointer[ui.Collector]
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -102,10 +137,14 @@ type Proxy struct {
 type listenerServer struct {
 	key  string
 	name string
+	tls  bool
 	srv  httpServer
 	ln   net.Listener
 	cert atomic.Pointer[tls.Certificate]
 	done chan struct{}
+	// stopped is set when the server stopped serving on its own (not by
+	// Shutdown or Close): /healthz then fails.
+	stopped atomic.Pointer[error]
 }
 
 // New compiles cfg; Start binds the listeners.
@@ -123,18 +162,26 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if opts.TickInterval <= 0 {
 		opts.TickInterval = 200 * time.Millisecond
 	}
-	px := &Proxy{
-		log:      opts.Logger,
-		stdLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
-		clock:    opts.Clock,
-		reg:      opts.Registry,
-		opts:     opts,
-		services: map[string]*service{},
-		servers:  map[string]*listenerServer{},
-		secrets:  map[string][]byte{},
+	if opts.Listen == nil {
+		opts.Listen = net.Listen
 	}
+	px := &Proxy{
+		log:          opts.Logger,
+		stdLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		clock:        opts.Clock,
+		reg:          opts.Registry,
+		opts:         opts,
+		services:     map[string]*service{},
+		servers:      map[string]*listenerServer{},
+		secrets:      map[string][]byte{},
+		cacheMetrics: cache.NewMetrics(),
+		cacheHints:   map[string][]directive.TTLHint{},
+	}
+	_, px.realClock = px.clock.(clock.Real)
 	px.metrics = telemetry.NewMetrics(px.reg)
 	px.noRoute = px.metrics.ProxyErrors.WithLabelValues("", reasonNoRoute)
+	px.badTarget = px.metrics.ProxyErrors.WithLabelValues("", reasonAmbiguousPath)
+	px.accessDropped = newAccessDropped(px.reg)
 	px.reg.MustRegister(&inflightCollector{px: px})
 	px.ring = telemetry.NewRing(cfg.Telemetry.RingSeconds)
 	px.agg = telemetry.NewAggregator(px.clock, px.log, px.ring)
@@ -194,17 +241,24 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	// Validate every service's dynamic parts before touching anything.
+	if cfg.Admin.AllowRemote && token == "" {
+		return fmt.Errorf("admin.allow_remote: true needs a token, or anyone who reaches the admin port can reload the proxy and change its directives: set admin.token_file, or the variable %s", cfg.Admin.TokenEnv)
+	}
+	// Everything that can fail is done before anything changes: the
+	// services' dynamic parts (policy factories, affinity secrets), the
+	// certificates, and the binding of new listen addresses.
+	inputs := make([]serviceInputs, len(cfg.Services))
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		if _, err := sc.BalancerFactory(); err != nil {
+		f, err := sc.BalancerFactory()
+		if err != nil {
 			return fmt.Errorf("services[%s].policy: %w", sc.Name, err)
 		}
-		if sc.Affinity.Type == "cookie" {
-			if _, err := sc.Affinity.Cookie.Secret(); err != nil {
-				return fmt.Errorf("services[%s].affinity.cookie: %w", sc.Name, err)
-			}
+		secret, err := affinitySecret(sc, px)
+		if err != nil {
+			return err
 		}
+		inputs[i] = serviceInputs{factory: f, secret: secret}
 	}
 	var certs map[string]*tls.Certificate
 	for _, l := range cfg.Listeners {
@@ -220,32 +274,58 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 		}
 		certs[l.Listen] = &c
 	}
+	cs, err := px.prepareCache(cfg)
+	if err != nil {
+		return err
+	}
+	as, err := px.prepareAccessLogs(cfg)
+	if err != nil {
+		if cs.fresh != nil {
+			cs.fresh.Close()
+		}
+		return err
+	}
+	px.mu.Lock()
+	started := px.adminLn != nil
+	px.mu.Unlock()
+	var bound map[string]net.Listener
+	if started {
+		// Bind first, publish next, stop the old last (run-then-swap): a
+		// reload whose new address cannot be bound leaves the running
+		// configuration whole.
+		if bound, err = px.bindNew(cfg, certs); err != nil {
+			if cs.fresh != nil {
+				cs.fresh.Close()
+			}
+			as.abort()
+			return err
+		}
+	}
+	pc := px.commitCache(cfg, cs)
 
 	px.mu.Lock()
 	old := px.services
 	px.mu.Unlock()
 	services := make(map[string]*service, len(cfg.Services))
-	var created []*service
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		s, ok := old[sc.Name]
 		if !ok {
 			s = newService(px, sc.Name)
-			created = append(created, s)
 		}
-		if err := s.apply(sc, initial || !ok); err != nil {
-			for _, c := range created {
-				c.stop()
-			}
-			return err
-		}
+		s.apply(sc, initial || !ok, inputs[i])
 		services[sc.Name] = s
 	}
 
 	g := &generation{cfg: cfg, version: cfg.Version(), listeners: map[string]*listenerRoutes{},
-		services: services, maxBody: int64(cfg.Server.MaxRequestBodyBytes), trusted: trusted}
-	for _, l := range cfg.Listeners {
-		lr := &listenerRoutes{name: l.Name}
+		services: services, maxBody: int64(cfg.Server.MaxRequestBodyBytes), trusted: trusted, certs: certs}
+	svcCfg := make(map[string]*config.Service, len(cfg.Services))
+	for i := range cfg.Services {
+		svcCfg[cfg.Services[i].Name] = &cfg.Services[i]
+	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		lr := &listenerRoutes{name: l.Name, alog: px.newAccessLog(l, as)}
 		for _, rc := range l.Routes {
 			rt := &route{
 				name:    rc.Name,
@@ -253,17 +333,20 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 				prefix:  rc.Match.PathPrefix,
 				methods: rc.Match.Methods,
 				svc:     services[rc.Service],
+				logs:    lr.alog != nil,
 			}
 			if rc.Priority != "" {
-				rt.prio, rt.hasPrio = mustPriority(rc.Priority), true
+				rt.prio, rt.hasPrio = priorityOrNormal(rc.Priority), true
 			}
 			rt.reqDur = px.metrics.Duration.WithLabelValues(rc.Service, rc.Name)
 			rt.rp = px.newReverseProxy(rt)
+			px.cacheRoute(pc, rt, rc, svcCfg[rc.Service], trusted)
 			lr.routes = append(lr.routes, rt)
 		}
 		g.listeners[l.Listen] = lr
 	}
 	px.gen.Store(g)
+	px.commitAccessLogs(as)
 	px.adminAuth.Store(&token)
 	px.metrics.ConfigInfo.Reset()
 	px.metrics.ConfigInfo.WithLabelValues(g.version).Set(1)
@@ -275,7 +358,6 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 			go s.stop() // in-flight requests finish; idle connections close
 		}
 	}
-	started := px.adminLn != nil
 	px.mu.Unlock()
 
 	var series []telemetry.Series
@@ -289,9 +371,8 @@ func (px *Proxy) apply(cfg *config.Config, initial bool) error {
 	}
 	px.agg.SetSeries(series)
 
-	g.certs = certs
 	if started {
-		return px.syncListeners(g)
+		px.serveListeners(g, bound)
 	}
 	return nil
 }
@@ -311,29 +392,67 @@ func (px *Proxy) Start() error {
 		Handler:           px.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          px.stdLog,
 	}
 	px.mu.Unlock()
+	adminLn := &clientListener{Listener: ln, errs: px.metrics.AcceptErrors.WithLabelValues("admin"),
+		writeTimeout: func() time.Duration { return px.gen.Load().cfg.Server.WriteTimeout }}
 	px.wg.Add(1)
 	go func() {
 		defer px.wg.Done()
-		if err := px.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := px.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			px.log.Error("admin server stopped", "err", err)
 		}
 	}()
-	if err := px.syncListeners(g); err != nil {
+	bound, err := px.bindNew(cfg, g.certs)
+	if err != nil {
 		px.Close()
 		return err
 	}
+	px.serveListeners(g, bound)
 	px.wg.Add(2)
 	go func() { defer px.wg.Done(); px.agg.Run(px.ctx) }()
 	go func() { defer px.wg.Done(); px.tickLoop() }()
 	return nil
 }
 
-// syncListeners starts servers for new listen addresses, stops those no
-// longer configured, and updates TLS certificates and limits of the rest.
-func (px *Proxy) syncListeners(g *generation) error {
+// bindNew binds the listen addresses cfg adds to the running ones. On
+// error nothing stays bound. A kept address whose TLS setting changed is
+// an error: its server cannot switch protocols in place.
+func (px *Proxy) bindNew(cfg *config.Config, certs map[string]*tls.Certificate) (map[string]net.Listener, error) {
+	px.mu.Lock()
+	running := make(map[string]bool, len(px.servers))
+	for key, ls := range px.servers {
+		if ls.tls != (certs[key] != nil) {
+			px.mu.Unlock()
+			return nil, fmt.Errorf("listeners[%s]: adding or removing tls on %s needs a restart (or a new listen address, then remove the old one)", ls.name, key)
+		}
+		running[key] = true
+	}
+	px.mu.Unlock()
+	bound := map[string]net.Listener{}
+	for _, l := range cfg.Listeners {
+		if running[l.Listen] {
+			continue
+		}
+		ln, err := px.opts.Listen("tcp", l.Listen)
+		if err != nil {
+			for _, b := range bound {
+				b.Close()
+			}
+			return nil, fmt.Errorf("listeners[%s].listen %s: %w", l.Name, l.Listen, err)
+		}
+		bound[l.Listen] = ln
+	}
+	return bound, nil
+}
+
+// serveListeners starts serving on the addresses bindNew bound, updates
+// the names and certificates of the kept ones and drains the ones g no
+// longer has (their requests already see g: 503 shutting_down for new
+// ones, in-flight ones finish). It cannot fail.
+func (px *Proxy) serveListeners(g *generation, bound map[string]net.Listener) {
 	cfg := g.cfg
 	px.mu.Lock()
 	defer px.mu.Unlock()
@@ -341,7 +460,6 @@ func (px *Proxy) syncListeners(g *generation) error {
 	for _, l := range cfg.Listeners {
 		want[l.Listen] = l
 	}
-	var started []*listenerServer
 	for key, l := range want {
 		if ls, ok := px.servers[key]; ok {
 			ls.name = l.Name
@@ -350,16 +468,7 @@ func (px *Proxy) syncListeners(g *generation) error {
 			}
 			continue
 		}
-		ls, err := px.startListener(l, g)
-		if err != nil {
-			for _, s := range started {
-				s.srv.Close()
-				delete(px.servers, s.key)
-			}
-			return err
-		}
-		started = append(started, ls)
-		px.servers[key] = ls
+		px.servers[key] = px.startListener(l, g, bound[key])
 	}
 	for key, ls := range px.servers {
 		if _, ok := want[key]; !ok {
@@ -373,21 +482,20 @@ func (px *Proxy) syncListeners(g *generation) error {
 			}(ls)
 		}
 	}
-	return nil
 }
 
-func (px *Proxy) startListener(l config.Listener, g *generation) (*listenerServer, error) {
+// startListener serves l on ln, bound by bindNew.
+func (px *Proxy) startListener(l config.Listener, g *generation, ln net.Listener) *listenerServer {
 	sc := g.cfg.Server
-	ln, err := net.Listen("tcp", l.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listeners[%s].listen %s: %w", l.Name, l.Listen, err)
-	}
-	ls := &listenerServer{key: l.Listen, name: l.Name, ln: ln, done: make(chan struct{})}
-	handler := &listenerHandler{px: px, key: l.Listen}
+	ls := &listenerServer{key: l.Listen, name: l.Name, ln: ln, done: make(chan struct{}), tls: g.certs[l.Listen] != nil}
+	ln = &clientListener{Listener: ln, errs: px.metrics.AcceptErrors.WithLabelValues(l.Name),
+		writeTimeout: func() time.Duration { return px.gen.Load().cfg.Server.WriteTimeout }}
 	engine := sc.Engine
+	if g.certs[l.Listen] != nil {
+		engine = config.EngineNetHTTP // TLS (and HTTP/2 through ALPN) is net/http's
+	}
+	handler := &listenerHandler{px: px, key: l.Listen, netHTTP: engine == config.EngineNetHTTP}
 	if c := g.certs[l.Listen]; c != nil {
-		// TLS (and HTTP/2 through ALPN) is net/http's.
-		engine = config.EngineNetHTTP
 		ls.cert.Store(c)
 		tc := &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -403,7 +511,7 @@ func (px *Proxy) startListener(l config.Listener, g *generation) (*listenerServe
 		ls.srv = &http.Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
 			MaxHeaderBytes: int(sc.MaxHeaderBytes), ErrorLog: px.stdLog}
 	} else {
-		ls.srv = &h1Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
+		ls.srv = &h1.Server{Handler: handler, ReadHeaderTimeout: sc.ReadHeaderTimeout, IdleTimeout: sc.IdleTimeout,
 			MaxHeaderBytes: int(sc.MaxHeaderBytes), ErrorLog: px.stdLog}
 	}
 	px.wg.Add(1)
@@ -411,15 +519,16 @@ func (px *Proxy) startListener(l config.Listener, g *generation) (*listenerServe
 		defer px.wg.Done()
 		defer close(ls.done)
 		if err := ls.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			ls.stopped.Store(&err)
 			px.log.Error("listener stopped", "listener", l.Name, "err", err)
 		}
 	}()
 	px.log.Info("listening", "listener", l.Name, "addr", ln.Addr().String(), "tls", l.TLS != nil, "engine", engine)
-	return ls, nil
+	return ls
 }
 
 // httpServer is what a listener needs of its server: net/http.Server or
-// the proxy's own h1Server.
+// the proxy's own h1.Server.
 type httpServer interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
@@ -437,6 +546,21 @@ func (px *Proxy) Addr(key string) string {
 	return ""
 }
 
+// stoppedListeners describes the listeners that stopped serving on their
+// own, for /healthz.
+func (px *Proxy) stoppedListeners() []string {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	var out []string
+	for _, ls := range px.servers {
+		if err := ls.stopped.Load(); err != nil {
+			out = append(out, fmt.Sprintf("listener %s (%s) stopped accepting: %v", ls.name, ls.key, *err))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // AdminAddr returns the admin listener's bound address.
 func (px *Proxy) AdminAddr() string {
 	px.mu.Lock()
@@ -450,12 +574,33 @@ func (px *Proxy) AdminAddr() string {
 // Version returns the configuration version in effect.
 func (px *Proxy) Version() string { return px.gen.Load().version }
 
+// now is the proxy's clock on the request path (Options.Clock).
+func (px *Proxy) now() time.Time {
+	if px.realClock {
+		return time.Now()
+	}
+	return px.clock.Now()
+}
+
+// times returns the proxy's clock, for decisions and measurements
+// (ejection, balancing feedback, admission, latency), and the wall clock,
+// for socket deadlines (which the kernel enforces). With the real clock they
+// are one reading.
+func (px *Proxy) times() (clk, wall time.Time) {
+	wall = time.Now()
+	if px.realClock {
+		return wall, wall
+	}
+	return px.clock.Now(), wall
+}
+
 // tickLoop expires ejections, moves slow-start ramps and closes idle
-// upstream connections.
+// upstream connections. It wakes on the wall clock and reads the proxy's
+// clock, so a test with a manual clock only has to advance it.
 func (px *Proxy) tickLoop() {
 	t := time.NewTicker(px.opts.TickInterval)
 	defer t.Stop()
-	lastIdle := time.Now()
+	lastIdle := px.clock.Now()
 	for {
 		select {
 		case <-px.ctx.Done():
@@ -472,8 +617,9 @@ func (px *Proxy) tickLoop() {
 		for _, s := range svcs {
 			s.tick(now)
 		}
-		if time.Since(lastIdle) > 5*time.Second {
-			lastIdle = time.Now()
+		px.ticks.Add(1)
+		if now.Sub(lastIdle) > 5*time.Second {
+			lastIdle = now
 			for _, s := range svcs {
 				s.closeIdle(now)
 			}
@@ -530,8 +676,12 @@ func (px *Proxy) Close() {
 		s.stop()
 	}
 	px.wg.Wait()
+	px.closeAccessLogs()
 	if px.jsonl != nil {
 		px.jsonl.Close()
+	}
+	if c := px.cache.Load(); c != nil {
+		px.cacheClose.Do(c.Close)
 	}
 }
 

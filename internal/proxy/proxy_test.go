@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -88,6 +89,8 @@ services:
 				"X-Secret-Hop":      "must-not-pass",
 				"Keep-Alive":        "timeout=5",
 				"X-End-To-End":      "kept",
+				"X-Real-IP":         "203.0.113.9",
+				"Forwarded":         "for=203.0.113.9;proto=https",
 			})
 			if status != 200 {
 				t.Fatalf("status %d", status)
@@ -100,6 +103,15 @@ services:
 				}
 			} else if xff != "127.0.0.1" || proto != "http" || host != "shop.example" {
 				t.Errorf("untrusted peer: XFF %q proto %q host %q (client values must be replaced)", xff, proto, host)
+			}
+			// X-Real-IP and Forwarded say who the client is as much as
+			// X-Forwarded-For: only a trusted peer's pass.
+			realIP, fwd := r.Header.Get("X-Real-IP"), r.Header.Get("Forwarded")
+			if trusted && (realIP != "203.0.113.9" || fwd != "for=203.0.113.9;proto=https") {
+				t.Errorf("trusted peer: X-Real-IP %q Forwarded %q, want them kept", realIP, fwd)
+			}
+			if !trusted && (realIP != "" || fwd != "") {
+				t.Errorf("untrusted peer: X-Real-IP %q Forwarded %q passed through", realIP, fwd)
 			}
 			if r.Host != "shop.example" {
 				t.Errorf("Host %q, want the client's", r.Host)
@@ -311,18 +323,24 @@ services:
 	}
 }
 
+// TestActiveHealthChecks runs on a manual clock: probes fall due when the
+// test moves the clock by an interval, not after real time.
 func TestActiveHealthChecks(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	px := startProxy(t, renderConfig(t, baseConfig+`
+	px, clk := startProxyClock(t, renderConfig(t, baseConfig+`
 services:
   - name: app
     endpoints: [{address: "{{.B0}}"}, {address: "{{.B1}}"}]
     health:
-      active: {path: /healthz, interval: 50ms, timeout: 40ms, healthy_threshold: 2, unhealthy_threshold: 2}
+      active: {path: /healthz, interval: 10s, timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 2}
       panic_threshold: 0
 `, a, b))
+	probeRound := func() { clk.Advance(11 * time.Second) } // interval + the largest jitter
 	b.healthCode.Store(503)
-	eventually(t, 5*time.Second, "b marked unhealthy", func() bool { return !endpointAvailable(t, px, "app", b.addr) })
+	eventually(t, 5*time.Second, "b marked unhealthy", func() bool {
+		probeRound()
+		return !endpointAvailable(t, px, "app", b.addr)
+	})
 	a0, b0 := a.hits.Load(), b.hits.Load()
 	for i := 0; i < 20; i++ {
 		if s, _, _ := do(t, "GET", px.url+"/", "", nil); s != 200 {
@@ -333,7 +351,10 @@ services:
 		t.Fatalf("traffic went to an unhealthy endpoint: a +%d b +%d", a.hits.Load()-a0, b.hits.Load()-b0)
 	}
 	b.healthCode.Store(200)
-	eventually(t, 5*time.Second, "b healthy again", func() bool { return endpointAvailable(t, px, "app", b.addr) })
+	eventually(t, 5*time.Second, "b healthy again", func() bool {
+		probeRound()
+		return endpointAvailable(t, px, "app", b.addr)
+	})
 	for i := 0; i < 20; i++ {
 		do(t, "GET", px.url+"/", "", nil)
 	}
@@ -375,16 +396,21 @@ func endpointAvailable(t testing.TB, px *testProxy, svc, id string) bool {
 	return endpointStatus(t, px, svc, id).Available
 }
 
+// TestOutlierEjectionAndReturn runs on a manual clock years away from the
+// wall clock: the ejection lasts exactly base_ejection_time of the proxy's
+// clock. Ejections used to be stamped with the wall clock on the request
+// path and expired by the proxy's clock, so with a manual clock an ejected
+// endpoint came back at the next tick.
 func TestOutlierEjectionAndReturn(t *testing.T) {
 	good, bad := newBackend(t, "good"), newBackend(t, "bad")
 	bad.status.Store(503)
-	px := startProxy(t, renderConfig(t, baseConfig+`
+	px, clk := startProxyClock(t, renderConfig(t, baseConfig+`
 services:
   - name: app
     endpoints: [{address: "{{.B0}}"}, {address: "{{.B1}}"}]
     retries: {attempts: 0}
     health:
-      outlier: {consecutive_gateway_failure: 3, base_ejection_time: 400ms, max_ejection_percent: 50}
+      outlier: {consecutive_gateway_failure: 3, base_ejection_time: 30s, max_ejection_percent: 50}
 `, good, bad))
 	// Round-robin alternates: bad answers 503 until its third consecutive
 	// failure ejects it.
@@ -398,6 +424,13 @@ services:
 	if !st.Ejected || st.Available {
 		t.Fatalf("bad not ejected: %+v", st)
 	}
+	// Time stands still: it stays out whatever the wall clock does.
+	waitTicks(t, px, 3)
+	clk.Advance(30*time.Second - time.Millisecond)
+	waitTicks(t, px, 3)
+	if st := endpointStatus(t, px, "app", bad.addr); !st.Ejected {
+		t.Fatalf("bad returned before base_ejection_time of the proxy's clock: %+v", st)
+	}
 	for i := 0; i < 10; i++ {
 		if s, _, _ := do(t, "GET", px.url+"/", "", nil); s != 200 {
 			t.Fatalf("status %d while bad is ejected", s)
@@ -406,9 +439,13 @@ services:
 	if bad.hits.Load() != 3 {
 		t.Fatalf("ejected endpoint received traffic")
 	}
-	// It returns after the ejection time (400ms × 1).
+	// It returns when the ejection time (30s × 1) has passed.
 	bad.status.Store(200)
-	eventually(t, 5*time.Second, "bad returns", func() bool { return endpointAvailable(t, px, "app", bad.addr) })
+	clk.Advance(time.Millisecond)
+	waitTicks(t, px, 2)
+	if !endpointAvailable(t, px, "app", bad.addr) {
+		t.Fatalf("bad not back after base_ejection_time: %+v", endpointStatus(t, px, "app", bad.addr))
+	}
 	for i := 0; i < 10; i++ {
 		do(t, "GET", px.url+"/", "", nil)
 	}
@@ -434,17 +471,18 @@ func metricsText(t testing.TB, px *testProxy) string {
 
 func TestPanicModeBalancesOverAll(t *testing.T) {
 	bs := []*testBackend{newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")}
-	px := startProxy(t, renderConfig(t, baseConfig+`
+	px, clk := startProxyClock(t, renderConfig(t, baseConfig+`
 services:
   - name: app
     endpoints: [{address: "{{.B0}}"}, {address: "{{.B1}}"}, {address: "{{.B2}}"}]
     health:
-      active: {path: /healthz, interval: 50ms, timeout: 40ms, healthy_threshold: 1, unhealthy_threshold: 1}
+      active: {path: /healthz, interval: 10s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
       panic_threshold: 50
 `, bs...))
 	bs[0].healthCode.Store(500)
 	bs[1].healthCode.Store(500)
 	eventually(t, 5*time.Second, "panic mode", func() bool {
+		clk.Advance(11 * time.Second) // a probe round
 		for _, s := range status(t, px).Services {
 			return s.Panic
 		}
@@ -472,7 +510,7 @@ services:
     health:
       slow_start: {window: 2s, aggression: 1, min_weight_percent: 10}
 `
-	px := startProxy(t, renderConfig(t, fmt.Sprintf(cfg, ""), a, b))
+	px, clk := startProxyClock(t, renderConfig(t, fmt.Sprintf(cfg, ""), a, b))
 	// Endpoints present at start are warm: no ramp.
 	if st := endpointStatus(t, px, "app", a.addr); st.SlowStart || st.EffectiveWeight != 1 {
 		t.Fatalf("initial endpoint ramping: %+v", st)
@@ -482,8 +520,8 @@ services:
 		t.Fatal(err)
 	}
 	first := endpointStatus(t, px, "app", b.addr)
-	if !first.SlowStart || first.EffectiveWeight >= 0.6 {
-		t.Fatalf("new endpoint not ramping: %+v", first)
+	if !first.SlowStart || first.EffectiveWeight != 0.1 {
+		t.Fatalf("new endpoint not at the ramp's floor (10%%): %+v", first)
 	}
 	// Early traffic share of b is small; it grows and the ramp ends.
 	var picksB int
@@ -496,15 +534,25 @@ services:
 	if picksB > 15 {
 		t.Errorf("b got %d of 40 requests at the start of its ramp", picksB)
 	}
-	var mid float64
-	eventually(t, 3*time.Second, "weight grows", func() bool {
-		mid = endpointStatus(t, px, "app", b.addr).EffectiveWeight
-		return mid > first.EffectiveWeight+0.2
-	})
-	eventually(t, 5*time.Second, "ramp ends", func() bool {
-		st := endpointStatus(t, px, "app", b.addr)
-		return !st.SlowStart && st.EffectiveWeight == 1
-	})
+	// Half the window of the proxy's clock: half the weight (linear).
+	clk.Advance(time.Second)
+	if mid := endpointStatus(t, px, "app", b.addr); !mid.SlowStart || math.Abs(mid.EffectiveWeight-0.5) > 1e-9 {
+		t.Fatalf("mid-ramp: %+v, want weight 0.5", mid)
+	}
+	// The window is over; the next tick ends the ramp and rebuilds the
+	// picker: b gets its share.
+	clk.Advance(time.Second)
+	waitTicks(t, px, 2)
+	if st := endpointStatus(t, px, "app", b.addr); st.SlowStart || st.EffectiveWeight != 1 {
+		t.Fatalf("after the window: %+v, want the ramp over", st)
+	}
+	b0 := b.hits.Load()
+	for i := 0; i < 40; i++ {
+		do(t, "GET", px.url+"/", "", nil)
+	}
+	if got := b.hits.Load() - b0; got < 15 {
+		t.Errorf("b got %d of 40 requests after its ramp", got)
+	}
 }
 
 func TestRetriesRespectIdempotency(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"github.com/lbsys/lbsys/internal/balance"
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/health"
+	"github.com/lbsys/lbsys/internal/proxy/upstream"
+	"github.com/lbsys/lbsys/internal/steer"
 	"github.com/lbsys/lbsys/internal/telemetry"
 )
 
@@ -35,6 +37,7 @@ var retryConditionBits = map[string]int{
 type serviceSettings struct {
 	priority string
 	prio     admission.Priority
+	policy   string // the balancing policy's name, for the access log
 
 	attempts      int
 	retryOn       int
@@ -57,7 +60,8 @@ type serviceSettings struct {
 func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 	s := &serviceSettings{
 		priority:       sc.Priority,
-		prio:           mustPriority(sc.Priority),
+		prio:           priorityOrNormal(sc.Priority),
+		policy:         sc.Policy.Name,
 		perTryTimeout:  sc.Retries.PerTryTimeout,
 		backoffBase:    sc.Retries.BackoffBase,
 		backoffMax:     sc.Retries.BackoffMax,
@@ -89,8 +93,11 @@ func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 	return s
 }
 
-// mustPriority maps a validated priority name.
-func mustPriority(name string) admission.Priority {
+// priorityOrNormal maps a priority name to its admission class. The name
+// was validated with the configuration; an unknown one (a Config built in
+// Go without Validate) falls back to normal rather than panicking, so a bad
+// field can never take the data plane down.
+func priorityOrNormal(name string) admission.Priority {
 	p, err := admission.ParsePriority(name)
 	if err != nil {
 		return admission.Normal
@@ -135,7 +142,7 @@ func healthConfig(sc *config.Service) health.Config {
 type endpoint struct {
 	be     *balance.Endpoint
 	member *health.Member
-	up     *upstream
+	up     *upstream.Pool
 	key    uint64 // affinity cookie identity
 	tel    *telemetry.Counter
 
@@ -200,17 +207,18 @@ func policyIdentity(sc *config.Service) string {
 	return fmt.Sprintf("%s|%v", sc.Policy.Name, nodeString(&sc.Policy.Options))
 }
 
-// apply installs a (new or changed) configuration. initial marks the first
+// serviceInputs are the parts of a service's configuration that can fail
+// to load, loaded before any service changes (Proxy.apply).
+type serviceInputs struct {
+	factory func() balance.Balancer
+	secret  []byte // cookie affinity key; nil without cookie affinity
+}
+
+// apply installs a (new or changed) configuration; it cannot fail, so that
+// a reload changes every service or none. initial marks the first
 // configuration the proxy starts with: its endpoints are treated as warm.
-func (s *service) apply(sc *config.Service, initial bool) error {
-	secret, err := affinitySecret(sc, s.px)
-	if err != nil {
-		return err
-	}
-	factory, err := sc.BalancerFactory()
-	if err != nil {
-		return fmt.Errorf("services[%s].policy: %w", sc.Name, err)
-	}
+func (s *service) apply(sc *config.Service, initial bool, in serviceInputs) {
+	secret, factory := in.secret, in.factory
 	now := s.px.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -250,7 +258,7 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 			be := balance.NewEndpoint(id)
 			ep = &endpoint{
 				be:              be,
-				up:              newUpstream(id, sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Upstream.MaxIdlePerEndpoint),
+				up:              upstream.NewPool(s.px.clock, id, sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Timeouts.TunnelIdle, sc.Upstream.MaxIdlePerEndpoint),
 				key:             endpointKey(id),
 				tel:             telemetry.NewCounter(be.InFlight),
 				upstreamLatency: s.px.metrics.UpstreamLatency.WithLabelValues(s.name, id),
@@ -258,7 +266,7 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 			}
 			s.eps[id] = ep
 		} else {
-			ep.up.setLimits(sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Upstream.MaxIdlePerEndpoint)
+			ep.up.SetLimits(sc.Timeouts.Connect, sc.Timeouts.Idle, sc.Timeouts.TunnelIdle, sc.Upstream.MaxIdlePerEndpoint)
 		}
 		if m := s.pool.Add(ep.be, float64(ec.Weight), now, initial); ep.member == nil {
 			ep.member = m // the same Member for the endpoint's whole life
@@ -267,7 +275,7 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 	for id, ep := range s.eps {
 		if !keep[id] {
 			delete(s.eps, id)
-			ep.up.closeIdle(now, true)
+			ep.up.CloseIdle(now, true)
 			s.px.metrics.Available.DeleteLabelValues(s.name, id)
 			s.px.metrics.Weight.DeleteLabelValues(s.name, id)
 		}
@@ -296,7 +304,6 @@ func (s *service) apply(sc *config.Service, initial bool) error {
 		oldProbe.stop()
 	}
 	s.mu.Lock()
-	return nil
 }
 
 // applyAdmission installs, keeps or removes the concurrency limiter. A
@@ -321,48 +328,51 @@ func (s *service) applyAdmission(ac *config.Admission) {
 	s.limiter.Store(l)
 }
 
-// SetDirective applies a directive to the service: weights and ramps go to
-// a policy that takes directives, admission bounds to the limiter. It
-// returns an error (and changes nothing) when the directive does not fit.
-func (s *service) setDirective(d *balance.Directive, clear bool, adm *AdmissionDirective) error {
+// caps reads what a directive's change is derived from and checked
+// against (steer.Plan): the policy's capabilities, the endpoints and the
+// admission limiter.
+func (s *service) caps() steer.Caps {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Check everything first: a directive is applied whole or not at all.
+	_, directed := s.bal.(balance.Directed)
+	c := steer.Caps{Policy: s.cfg.Policy.Name, Directed: directed, Limiter: s.limiter.Load(),
+		Endpoints: make(map[string]bool, len(s.eps))}
+	for id := range s.eps {
+		c.Endpoints[id] = true
+	}
+	return c
+}
+
+// applyChange applies a change steer.Plan checked against caps. It refuses
+// it whole if the service no longer is what caps described (a reload in
+// between), and makes the one step that can fail (the limiter's bounds)
+// first: a directive is applied whole or not at all (issue #13 item 5).
+func (s *service) applyChange(ch steer.Change, caps steer.Caps) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ch.Service() {
+		return nil // nothing for the balancer or the limiter (the cache part is the proxy's)
+	}
 	dir, directed := s.bal.(balance.Directed)
-	if (d != nil || clear) && !directed {
-		return fmt.Errorf("service %s uses policy %s, which does not take weights; use policy weighted", s.name, s.cfg.Policy.Name)
+	if (ch.Weights != nil || ch.ClearWeights) && !directed {
+		return fmt.Errorf("service %s changed since the directive was checked: policy %s does not take weights", s.name, s.cfg.Policy.Name)
 	}
-	if d != nil && !clear {
-		if err := d.Validate(); err != nil {
+	if ch.Admission != nil {
+		l := s.limiter.Load()
+		if l == nil || l != caps.Limiter {
+			return fmt.Errorf("service %s changed since the directive was checked: its admission limiter was replaced", s.name)
+		}
+		if err := ch.Admission.Apply(l); err != nil {
 			return err
-		}
-	}
-	l := s.limiter.Load()
-	if adm != nil {
-		if l == nil {
-			return fmt.Errorf("service %s has no admission control; add `admission: {}` to its configuration", s.name)
-		}
-		if adm.Min < 0 || adm.Max < 0 || adm.Seed < 0 || (adm.Max > 0 && adm.Min > adm.Max) {
-			return fmt.Errorf("admission: want 0 <= min <= max and seed >= 0, got min %d max %d seed %d", adm.Min, adm.Max, adm.Seed)
 		}
 	}
 	switch {
-	case clear:
+	case ch.ClearWeights:
 		dir.SetDirective(nil)
 		s.directive = nil
-	case d != nil:
-		if err := dir.SetDirective(d); err != nil {
-			return err
-		}
-		s.directive = d
-	}
-	if adm != nil {
-		if err := l.SetBounds(adm.Min, adm.Max); err != nil {
-			return err
-		}
-		if adm.Seed > 0 {
-			l.Seed(float64(adm.Seed))
-		}
+	case ch.Weights != nil:
+		dir.SetDirective(ch.Weights) // validated by steer.Plan: cannot fail
+		s.directive = ch.Weights
 	}
 	s.rebuildLocked(s.px.clock.Now())
 	return nil
@@ -402,7 +412,7 @@ func (s *service) rebuildLocked(now time.Time) {
 	eligible, panicking := s.pool.Eligible(now)
 	s.ramping = false
 	if d, ok := s.bal.(balance.Directed); ok {
-		eligible, s.ramping = d.Apply(eligible, now)
+		eligible, s.ramping = d.ScaleWeights(eligible, now)
 	}
 	snap := &snapshot{
 		picker: s.bal.Update(eligible),
@@ -457,13 +467,13 @@ func (s *service) tick(now time.Time) {
 // closeIdle drops expired pooled connections.
 func (s *service) closeIdle(now time.Time) {
 	s.mu.Lock()
-	ups := make([]*upstream, 0, len(s.eps))
+	ups := make([]*upstream.Pool, 0, len(s.eps))
 	for _, ep := range s.eps {
 		ups = append(ups, ep.up)
 	}
 	s.mu.Unlock()
 	for _, u := range ups {
-		u.closeIdle(now, false)
+		u.CloseIdle(now, false)
 	}
 }
 
@@ -484,7 +494,7 @@ func (s *service) stop() {
 	defer s.mu.Unlock()
 	now := s.px.clock.Now()
 	for id, ep := range s.eps {
-		ep.up.closeIdle(now, true)
+		ep.up.CloseIdle(now, true)
 		s.px.metrics.Available.DeleteLabelValues(s.name, id)
 		s.px.metrics.Weight.DeleteLabelValues(s.name, id)
 	}
@@ -541,7 +551,7 @@ func (s *service) status(now time.Time) ServiceStatus {
 		es := EndpointStatus{MemberStatus: m}
 		if ep != nil {
 			es.InFlight = ep.be.InFlight()
-			es.IdleConns = ep.up.idleCount()
+			es.IdleConns = ep.up.IdleCount()
 		}
 		st.Endpoints = append(st.Endpoints, es)
 	}

@@ -44,6 +44,7 @@ const (
 	AdmissionLimit         = "lbsys_admission_limit"
 	AdmissionInFlight      = "lbsys_admission_in_flight"
 	AdmissionRejected      = "lbsys_admission_rejected_total"
+	AcceptErrorsTotal      = "lbsys_accept_errors_total"
 	LabelPriority          = "priority"
 )
 
@@ -69,6 +70,7 @@ type Metrics struct {
 	ConfigInfo      *prometheus.GaugeVec
 	BytesIn         *prometheus.CounterVec
 	BytesOut        *prometheus.CounterVec
+	AcceptErrors    *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the proxy's metrics on reg.
@@ -136,9 +138,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: BytesSentTotal,
 			Help: "Response body bytes sent to clients.",
 		}, []string{LabelService}),
+		AcceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: AcceptErrorsTotal,
+			Help: "Failed accepts on a client listener (out of file descriptors and the like); the listener backs off and retries.",
+		}, []string{LabelListener}),
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.UpstreamLatency, m.Retries, m.BudgetExhausted,
 		m.ProxyErrors, m.Ejections, m.Available, m.Weight, m.Panic, m.HealthChecks, m.Reloads,
-		m.ConfigInfo, m.BytesIn, m.BytesOut)
+		m.ConfigInfo, m.BytesIn, m.BytesOut, m.AcceptErrors)
 	return m
 }

@@ -1,7 +1,14 @@
-package proxy
+// Package h1 is the proxy's own HTTP/1.1 server engine (server.engine:
+// lbsys, the default) for plain-text listeners: Server serves a handler
+// the way net/http.Server does, without the per-request machinery a proxy
+// does not need. Response is its http.ResponseWriter; the proxy reaches it
+// (through its own wrappers) to cut an answer short (Response.Abort) and to
+// learn, for the access log, what of an answer never left (Response.Failed).
+package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,13 +21,16 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/proxy/httpfield"
 )
 
-// h1Server is the proxy's own HTTP/1.1 server for plain-text listeners
+// Server is the proxy's own HTTP/1.1 server for plain-text listeners
 // (server.engine: lbsys, the default). It parses requests with net/http's
-// own parser (http.ReadRequest: the same request-line, header and body
-// framing rules, smuggling checks included, as net/http.Server) and hands
+// own parser (readRequest, net/http.Server's reader: the same request-line,
+// header and body framing rules, smuggling checks included) and hands
 // them to the same handler; what it leaves out is per-request machinery the
 // proxy does not need and pays for on every request with net/http.Server:
 //
@@ -37,10 +47,15 @@ import (
 // Differences a user can see: the request context is not canceled when the
 // client goes away (so timeouts.abort_on_client_close needs the net_http
 // engine, and the configuration says so), HTTP/1.0 requests are answered
-// with Connection: close, and a request with two Host headers uses the
-// first (net/http refuses it; the proxy forwards exactly one Host either
-// way, so no ambiguity reaches a backend).
-type h1Server struct {
+// with Connection: close, a chunked request closes the connection after
+// its answer, and an absolute-form request whose Host header names another
+// authority than its target is refused (net/http ignores that Host). It is
+// never more lenient than net/http.Server: FuzzH1Differential (in
+// internal/proxy) checks that.
+//
+// The exported fields mean what net/http.Server's of the same names do;
+// set them before Serve.
+type Server struct {
 	Handler           http.Handler
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
@@ -53,12 +68,25 @@ type h1Server struct {
 	inShutdown atomic.Bool
 }
 
+// BodyDrainTimeout bounds reading what is left of a request body the
+// handler did not read (a 404, a 413, an endpoint that answered before
+// reading it), together with a byte cap (maxDrainBytes): reading it keeps
+// the connection for the next request, but a client that announced a body
+// and does not send it must not hold the connection. The proxy applies the
+// same bound on net/http.Server.
+const BodyDrainTimeout = 2 * time.Second
+
+// maxDrainBytes is the most of an unread body read to keep the connection
+// (net/http.Server's maxPostHandlerReadBytes); a larger rest costs more
+// than a new connection.
+const maxDrainBytes = 256 << 10
+
 // errServerClosed mirrors http.ErrServerClosed so callers treat both
 // engines alike.
 var errServerClosed = http.ErrServerClosed
 
 // Serve accepts connections on ln until Shutdown or Close.
-func (s *h1Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
@@ -83,10 +111,11 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			if s.inShutdown.Load() {
 				return errServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off as
-				// net/http does, instead of spinning.
+			if retryableAccept(err) {
+				// Out of file descriptors and the like: the listener is
+				// fine and connections wait in its backlog; back off as
+				// net/http does (5ms doubling to 1s) instead of spinning,
+				// or of giving up for good while /healthz says ok.
 				if backoff == 0 {
 					backoff = 5 * time.Millisecond
 				} else if backoff *= 2; backoff > time.Second {
@@ -112,10 +141,31 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	}
 }
 
+// retryableAccept reports an Accept error that leaves the listener usable:
+// a timeout, or a resource or connection error of one accept (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, ...). net/http retries on
+// net.Error.Temporary, which is deprecated; these are the errnos behind it.
+func retryableAccept(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range [...]syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Shutdown stops accepting, closes idle connections, lets active requests
 // finish (their connections close afterwards) and waits until every
 // connection is gone or ctx ends.
-func (s *h1Server) Shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.closeListeners()
 	t := time.NewTicker(10 * time.Millisecond)
@@ -133,7 +183,7 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 }
 
 // Close stops at once: listeners and every connection are closed.
-func (s *h1Server) Close() error {
+func (s *Server) Close() error {
 	s.inShutdown.Store(true)
 	s.closeListeners()
 	s.mu.Lock()
@@ -145,7 +195,7 @@ func (s *h1Server) Close() error {
 	return nil
 }
 
-func (s *h1Server) closeListeners() {
+func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ln := range s.listeners {
@@ -155,7 +205,7 @@ func (s *h1Server) closeListeners() {
 
 // closeIdle closes connections waiting for a request and returns how many
 // connections remain.
-func (s *h1Server) closeIdle() int {
+func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
@@ -166,13 +216,13 @@ func (s *h1Server) closeIdle() int {
 	return len(s.conns)
 }
 
-func (s *h1Server) forget(c *h1Conn) {
+func (s *Server) forget(c *h1Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
 
-func (s *h1Server) logf(format string, args ...any) {
+func (s *Server) logf(format string, args ...any) {
 	if s.ErrorLog != nil {
 		s.ErrorLog.Printf(format, args...)
 	}
@@ -180,7 +230,7 @@ func (s *h1Server) logf(format string, args ...any) {
 
 // h1Conn is one client connection.
 type h1Conn struct {
-	srv    *h1Server
+	srv    *Server
 	rwc    net.Conn
 	remote string
 	lr     *io.LimitedReader // under br: bounds the header block
@@ -189,7 +239,9 @@ type h1Conn struct {
 	idle   atomic.Bool // waiting for the next request (safe to close)
 	// writeDeadline: the handler set one; cleared before the next request.
 	writeDeadline bool
-	resp          h1Response // reused for every request of the connection
+	// rdl is the read deadline last set on rwc (zero: none).
+	rdl  time.Time
+	resp Response // reused for every request of the connection
 }
 
 var (
@@ -197,7 +249,7 @@ var (
 	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
-func newH1Conn(s *h1Server, rwc net.Conn) *h1Conn {
+func newH1Conn(s *Server, rwc net.Conn) *h1Conn {
 	c := &h1Conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
 	c.lr = &io.LimitedReader{R: rwc, N: 1<<63 - 1}
 	c.br = h1ReaderPool.Get().(*bufio.Reader)
@@ -255,19 +307,21 @@ func (c *h1Conn) serve() {
 			wait = c.srv.ReadHeaderTimeout
 		}
 		if wait > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(wait))
-		} else if !first {
-			c.rwc.SetReadDeadline(time.Time{})
+			c.armReadDeadline(time.Now(), wait)
+		} else {
+			c.setReadDeadline(time.Time{})
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
 		c.idle.Store(false)
 		first = false
-		if d := c.srv.ReadHeaderTimeout; d > 0 && wait != d {
-			c.rwc.SetReadDeadline(time.Now().Add(d))
+		if d := c.srv.ReadHeaderTimeout; d > 0 && wait != d && !c.headerBuffered() {
+			// Whole header blocks already read are parsed without reading
+			// the connection: only a partial one needs the header timeout.
+			c.setReadDeadline(time.Now().Add(d))
 		}
-		req, err := http.ReadRequest(c.br)
+		req, err := readRequest(c.br)
 		if err != nil {
 			if c.lr.N <= 0 {
 				c.plainError(http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large")
@@ -285,28 +339,32 @@ func (c *h1Conn) serve() {
 			c.plainError(code, msg)
 			return
 		}
-		// Reading the body has no deadline, as with net/http's defaults;
-		// the proxy's request timeout bounds the exchange.
-		if c.srv.ReadHeaderTimeout > 0 {
-			c.rwc.SetReadDeadline(time.Time{})
-		}
 		req.RemoteAddr = c.remote
 		body := &h1Body{rc: req.Body, c: c}
 		if req.ContentLength == 0 && len(req.TransferEncoding) == 0 {
 			body.eof = true
+		} else {
+			// Reading the body has no deadline, as with net/http's
+			// defaults; the proxy's request timeout bounds the exchange.
+			// Without a body nothing reads the connection until the next
+			// request, whose wait sets its own: the deadline can stay.
+			c.setReadDeadline(time.Time{})
 		}
-		if req.ProtoAtLeast(1, 1) && req.Header.Get("Expect") != "" {
-			if !httpHeaderIs(req.Header.Get("Expect"), "100-continue") {
+		if v := req.Header.Get("Expect"); v != "" {
+			// As net/http.Server: an expectation other than 100-continue
+			// is refused whatever the protocol version; 100 Continue is
+			// only sent to HTTP/1.1 clients.
+			if !httpHeaderIs(v, "100-continue") {
 				c.plainError(http.StatusExpectationFailed, "417 Expectation Failed")
 				return
 			}
-			body.expect100 = true
+			body.expect100 = req.ProtoAtLeast(1, 1)
 			req.Header.Del("Expect") // handled here, hop by hop
 		}
 		req.Body = body
 
 		w := &c.resp
-		*w = h1Response{c: c, req: req, header: w.header, cl: -1}
+		*w = Response{c: c, req: req, header: w.header, cl: -1}
 		if w.header == nil {
 			w.header = make(http.Header, 8)
 		} else {
@@ -326,41 +384,80 @@ func (c *h1Conn) serve() {
 		// Leftover request body: read a little of it to keep the
 		// connection, as net/http does; a big one costs more than a
 		// new connection.
-		if !body.eof && !body.drain() {
+		if !body.eof && !body.drain(req) {
 			return
 		}
 	}
 }
 
-// checkRequest applies net/http.Server's checks beyond http.ReadRequest.
+// setReadDeadline sets the connection's read deadline (zero clears it)
+// unless it is the one already set.
+func (c *h1Conn) setReadDeadline(t time.Time) error {
+	if t.Equal(c.rdl) {
+		return nil
+	}
+	c.rdl = t
+	return c.rwc.SetReadDeadline(t)
+}
+
+// armReadDeadline bounds the wait for the next request to d from now. It
+// may fire up to d/32 late: a deadline already set within that slack is
+// kept, which saves a timer update on most requests of a busy keep-alive
+// connection (the upstream connections do the same, internal/proxy/upstream's
+// pconn.setDeadline).
+func (c *h1Conn) armReadDeadline(now time.Time, d time.Duration) {
+	want := now.Add(d)
+	slack := d / 32
+	if c.rdl.Before(want) || c.rdl.After(want.Add(slack)) {
+		c.setReadDeadline(want.Add(slack / 2))
+	}
+}
+
+// headerBuffered reports whether the buffered bytes hold the end of a
+// header block, so that parsing the next request reads nothing more from
+// the connection.
+func (c *h1Conn) headerBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	return bytes.Contains(b, crlf2) || bytes.Contains(b, lf2)
+}
+
+var crlf2, lf2 = []byte("\r\n\r\n"), []byte("\n\n")
+
+// checkRequest applies net/http.Server's checks beyond its parser
+// (net/http's conn.readRequest), and removes the Host header from the map as
+// it does, plus two of its own:
+//
+//   - field names are checked as there: the parser accepts a name with a
+//     space before the colon ("Transfer-Encoding : chunked") and does not
+//     frame by it, while a lenient backend would; forwarded, it makes the
+//     two ends of the proxy disagree about where the request ends.
+//   - an absolute-form target (RFC 9112 §3.2.2) gives the host, and the
+//     Host header HTTP/1.1 still requires must name the same authority, so
+//     that nothing downstream reads another host than the one the request
+//     was routed by. net/http ignores the Host header then; this server is
+//     stricter.
 func checkRequest(req *http.Request) (string, int) {
 	if req.ProtoMajor != 1 {
 		return "505 HTTP Version Not Supported", http.StatusHTTPVersionNotSupported
 	}
-	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != http.MethodConnect {
+	hosts, haveHost := req.Header["Host"]
+	if req.ProtoAtLeast(1, 1) && (!haveHost || len(hosts) == 0) && req.Method != http.MethodConnect {
 		return "400 Bad Request: missing required Host header", http.StatusBadRequest
 	}
-	if !validHost(req.Host) {
+	if len(hosts) == 1 && !httpfield.ValidHost(hosts[0]) {
 		return "400 Bad Request: malformed Host header", http.StatusBadRequest
 	}
-	return "", 0
-}
-
-// validHost accepts the characters a Host header may hold (reg-name,
-// IPv6 literal, port); it refuses controls, spaces and delimiters.
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '.' || c == ':' || c == '[' || c == ']' || c == '_' || c == '~' ||
-			c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
-			c == '+' || c == ',' || c == ';' || c == '=' || c == '%':
-		default:
-			return false
-		}
+	if err := httpfield.CheckNames(req.Header, "header"); err != nil {
+		return "400 Bad Request: " + err.Error(), http.StatusBadRequest
 	}
-	return true
+	if req.URL.Host != "" && len(hosts) > 0 && !strings.EqualFold(hosts[0], req.URL.Host) {
+		return "400 Bad Request: the Host header does not name the authority of the request target", http.StatusBadRequest
+	}
+	if !httpfield.ValidHost(req.Host) {
+		return "400 Bad Request: malformed host in the request target", http.StatusBadRequest
+	}
+	delete(req.Header, "Host")
+	return "", 0
 }
 
 func httpHeaderIs(v, want string) bool {
@@ -393,6 +490,7 @@ func (c *h1Conn) plainError(code int, msg string) {
 type h1Body struct {
 	rc        io.ReadCloser
 	c         *h1Conn
+	n         int64 // bytes read
 	expect100 bool
 	eof       bool
 	closed    bool
@@ -412,6 +510,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.rc.Read(p)
+	b.n += int64(n)
 	if err == io.EOF {
 		b.eof = true
 	}
@@ -423,18 +522,24 @@ func (b *h1Body) Close() error {
 	return nil
 }
 
-// drain reads what is left of the body, up to 256 KiB, and reports
-// whether the connection can carry another request.
-func (b *h1Body) drain() bool {
+// drain reads what is left of the body, at most maxDrainBytes within
+// BodyDrainTimeout, and reports whether the connection can carry another
+// request. A client that announced a body and stalls would otherwise hold
+// the connection (and its goroutine) for good.
+func (b *h1Body) drain(req *http.Request) bool {
 	if b.expect100 {
 		return false // the client is still waiting to send it: close
 	}
-	n, err := io.CopyN(io.Discard, b.rc, 256<<10)
-	return err == io.EOF || (err == nil && n < 256<<10)
+	if cl := req.ContentLength; cl > 0 && cl-b.n > maxDrainBytes {
+		return false // known to be too much: do not read any of it
+	}
+	b.c.setReadDeadline(time.Now().Add(BodyDrainTimeout))
+	_, err := io.CopyN(io.Discard, b.rc, maxDrainBytes)
+	return err == io.EOF
 }
 
-// h1Response is the http.ResponseWriter of h1Server.
-type h1Response struct {
+// Response is the http.ResponseWriter of Server.
+type Response struct {
 	c           *h1Conn
 	req         *http.Request
 	header      http.Header
@@ -451,10 +556,10 @@ type h1Response struct {
 }
 
 // Header implements http.ResponseWriter.
-func (w *h1Response) Header() http.Header { return w.header }
+func (w *Response) Header() http.Header { return w.header }
 
 // WriteHeader implements http.ResponseWriter.
-func (w *h1Response) WriteHeader(code int) {
+func (w *Response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
 		return
 	}
@@ -491,7 +596,12 @@ func (w *h1Response) WriteHeader(code int) {
 	default:
 		w.closeAfter = true // HTTP/1.0 without a length: the close ends it
 	}
-	if !w.req.ProtoAtLeast(1, 1) || w.req.Close || w.c.srv.inShutdown.Load() || httpHeaderIs(h.Get("Connection"), "close") {
+	// A chunked request closes the connection after its answer: RFC 9112
+	// §6.1 requires it when the request also had a Content-Length (a sign
+	// of a smuggling attempt), and net/http's parser removes that header
+	// without saying it was there, so every chunked request is treated so.
+	if !w.req.ProtoAtLeast(1, 1) || w.req.Close || len(w.req.TransferEncoding) > 0 ||
+		w.c.srv.inShutdown.Load() || httpHeaderIs(h.Get("Connection"), "close") {
 		w.closeAfter = true
 	}
 	if w.chunked {
@@ -513,11 +623,10 @@ func (w *h1Response) WriteHeader(code int) {
 	bw.WriteString("\r\n")
 }
 
-func (w *h1Response) writeStatusLine(code int) {
+func (w *Response) writeStatusLine(code int) {
 	bw := w.c.bw
 	bw.WriteString("HTTP/1.1 ")
-	var b [3]byte
-	bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10)) // no escaping array
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {
@@ -528,24 +637,35 @@ func (w *h1Response) writeStatusLine(code int) {
 }
 
 // writeHeaderLines writes the header map; final responses leave out the
-// framing and connection headers the server sets itself.
-func (w *h1Response) writeHeaderLines(final bool) {
+// framing and connection headers the server sets itself. A field whose name
+// is not a token or whose value holds a control character is dropped, as
+// net/http's response writer drops invalid names: written, it could end the
+// header block early or be framed by a lenient client.
+func (w *Response) writeHeaderLines(final bool) {
 	bw := w.c.bw
 	for k, vs := range w.header {
 		if final && (k == "Connection" || k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix)) {
 			continue
 		}
+		if !httpfield.ValidName(k) {
+			w.c.srv.logf("dropped response header with an invalid name %q", k)
+			continue
+		}
 		for _, v := range vs {
+			if !httpfield.ValidValue(v) {
+				w.c.srv.logf("dropped response header %s: its value has a control character", k)
+				continue
+			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
-			writeHeaderValue(bw, v)
+			bw.WriteString(v)
 			bw.WriteString("\r\n")
 		}
 	}
 }
 
 // Write implements http.ResponseWriter.
-func (w *h1Response) Write(p []byte) (int, error) {
+func (w *Response) Write(p []byte) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -570,8 +690,7 @@ func (w *h1Response) Write(p []byte) (int, error) {
 	}
 	bw := w.c.bw
 	if w.chunked {
-		var b [16]byte
-		bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16))
 		bw.WriteString("\r\n")
 	}
 	n, err := bw.Write(p)
@@ -586,10 +705,10 @@ func (w *h1Response) Write(p []byte) (int, error) {
 }
 
 // Flush implements http.Flusher (ReverseProxy flushes streamed responses).
-func (w *h1Response) Flush() { w.FlushError() }
+func (w *Response) Flush() { w.FlushError() }
 
 // FlushError is Flush with the error, for http.ResponseController.
-func (w *h1Response) FlushError() error {
+func (w *Response) FlushError() error {
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -605,16 +724,16 @@ func (w *h1Response) FlushError() error {
 
 // SetReadDeadline bounds reading the rest of the request (its body), for
 // http.ResponseController; the next request's wait resets it.
-func (w *h1Response) SetReadDeadline(t time.Time) error {
+func (w *Response) SetReadDeadline(t time.Time) error {
 	if w.hijacked {
 		return http.ErrHijacked
 	}
-	return w.c.rwc.SetReadDeadline(t)
+	return w.c.setReadDeadline(t)
 }
 
 // SetWriteDeadline bounds writing the response, for
 // http.ResponseController.
-func (w *h1Response) SetWriteDeadline(t time.Time) error {
+func (w *Response) SetWriteDeadline(t time.Time) error {
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -623,7 +742,7 @@ func (w *h1Response) SetWriteDeadline(t time.Time) error {
 }
 
 // Hijack implements http.Hijacker, for protocol upgrades (WebSocket).
-func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
@@ -637,9 +756,35 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c.rwc, bufio.NewReadWriter(c.br, c.bw), nil
 }
 
+// errAborted marks a response whose body was cut short (Abort).
+var errAborted = errors.New("response aborted: its body could not be copied whole")
+
+// Abort marks the response as cut short: when the handler returns, the
+// connection closes without ending the body (no last chunk, no flush of
+// what is buffered), so the client cannot take it for complete. The proxy
+// calls it where net/http.Server needs a panic(http.ErrAbortHandler).
+func (w *Response) Abort() {
+	w.closeAfter = true
+	if w.err == nil {
+		w.err = errAborted
+	}
+}
+
+// Failed reports whether the response failed or was aborted, so that the
+// connection closes without sending what is still buffered, and if so how
+// many bytes that is (the header's included, if it was never flushed).
+// A hijacked response reports false. Meant for after the handler returned
+// (the access log).
+func (w *Response) Failed() (unsent int, failed bool) {
+	if w.hijacked || w.err == nil {
+		return 0, false
+	}
+	return w.c.bw.Buffered(), true
+}
+
 // finish ends the response: the header if none was written, the last
 // chunk, and a flush. An error means the connection is unusable.
-func (w *h1Response) finish() error {
+func (w *Response) finish() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -664,7 +809,7 @@ func (w *h1Response) finish() error {
 // announced in the Trailer header before WriteHeader and set afterwards,
 // and those set under http.TrailerPrefix (what ReverseProxy does for
 // trailers it did not announce).
-func (w *h1Response) writeTrailers() {
+func (w *Response) writeTrailers() {
 	bw := w.c.bw
 	for k, vs := range w.header {
 		name, prefixed := strings.CutPrefix(k, http.TrailerPrefix)
@@ -678,10 +823,17 @@ func (w *h1Response) writeTrailers() {
 		case "", "Content-Length", "Transfer-Encoding", "Trailer", "Connection", "Host":
 			continue // framing and routing fields are not allowed in trailers
 		}
+		if !httpfield.ValidName(name) {
+			w.c.srv.logf("dropped response trailer with an invalid name %q", name)
+			continue
+		}
 		for _, v := range vs {
+			if !httpfield.ValidValue(v) {
+				continue
+			}
 			bw.WriteString(name)
 			bw.WriteString(": ")
-			writeHeaderValue(bw, v)
+			bw.WriteString(v)
 			bw.WriteString("\r\n")
 		}
 	}
@@ -689,7 +841,7 @@ func (w *h1Response) writeTrailers() {
 
 // announced reports whether the response header named key in its Trailer
 // field.
-func (w *h1Response) announced(key string) bool {
+func (w *Response) announced(key string) bool {
 	for _, list := range w.trailers {
 		for _, f := range strings.Split(list, ",") {
 			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == key {

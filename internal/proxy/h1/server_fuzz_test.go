@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"io"
@@ -24,7 +24,7 @@ func FuzzH1Server(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		srv := &h1Server{ReadHeaderTimeout: time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 4096,
+		srv := &Server{ReadHeaderTimeout: time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 4096,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.Copy(io.Discard, io.LimitReader(r.Body, 1<<16))
 				w.Header().Set("Content-Type", "text/plain")
