@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lbsys/lbsys/internal/store"
+	"github.com/lbsys/lbsys/internal/yamlstrict"
 )
 
 // Backstage catalog descriptors (catalog-info.yaml): the entity envelope
@@ -50,6 +52,10 @@ type bsEntity struct {
 // does not use (ownership, locations, templates): counted as skipped.
 var modelledKinds = map[string]bool{"component": true, "api": true, "resource": true, "system": true, "domain": true}
 var skippedKinds = map[string]bool{"group": true, "user": true, "location": true, "template": true}
+
+// MaxCatalogBytes bounds one catalog file (a catalog of thousands of
+// entities is a few megabytes).
+const MaxCatalogBytes = 16 << 20
 
 // ServiceAnnotation maps a catalog entity to an lbsys service name when it
 // differs from the entity's name.
@@ -122,8 +128,18 @@ func parseEntityRef(s, defaultKind, defaultNamespace string) (EntityRef, error) 
 // to store, the problems (per document or per reference), and the number
 // of documents of kinds lbsys skips. A YAML syntax error ends the file
 // (quarantined as malformed); what came before it is kept.
+//
+// A file over MaxCatalogBytes is refused whole: yaml.v3 builds a node tree
+// of every document, several times the file's size.
 func ParseCatalog(r io.Reader, name string) ([]CatalogEntity, []Problem, int, error) {
-	dec := yaml.NewDecoder(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxCatalogBytes+1))
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > MaxCatalogBytes {
+		return nil, nil, 0, fmt.Errorf("%s: larger than %d MiB: split the catalog into several files", name, MaxCatalogBytes>>20)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var ents []CatalogEntity
 	var problems []Problem
 	skipped := 0
@@ -136,7 +152,11 @@ func ParseCatalog(r io.Reader, name string) ([]CatalogEntity, []Problem, int, er
 		}
 		loc := fmt.Sprintf("%s#%d", name, doc)
 		if err != nil {
-			problems = append(problems, Problem{Location: loc, Reason: store.ReasonMalformed, Detail: "YAML: " + err.Error() + " (the rest of the file is not read)"})
+			se := yamlstrict.SyntaxError(data, err) // yaml.v3's own line is the enclosing block's
+			if se.Line > 0 {
+				loc = fmt.Sprintf("%s:%d", name, se.Line)
+			}
+			problems = append(problems, Problem{Location: loc, Reason: store.ReasonMalformed, Detail: se.Error() + " (the rest of the file is not read)"})
 			break
 		}
 		if node.Line > 0 {

@@ -137,7 +137,7 @@ func TestBackstageValidation(t *testing.T) {
 	for _, q := range rows {
 		details = append(details, string(q.Reason)+": "+q.Detail)
 	}
-	for _, want := range []string{"has no kind", "nowhere-db", "rest of the file is not read", "already declared", "line 43: cannot unmarshal !!seq into a mapping"} {
+	for _, want := range []string{"has no kind", "nowhere-db", "line 55: invalid YAML: did not find expected ',' or ']'", "rest of the file is not read", "already declared", "line 43: cannot unmarshal !!seq into a mapping"} {
 		found := false
 		for _, d := range details {
 			found = found || strings.Contains(d, want)
@@ -167,5 +167,12 @@ func TestParseEntityRef(t *testing.T) {
 		if tc.bad != (err != nil) || (!tc.bad && ref.String() != tc.want) {
 			t.Errorf("parseEntityRef(%q) = %v, %v", tc.in, ref, err)
 		}
+	}
+}
+
+func TestCatalogSizeBound(t *testing.T) {
+	big := strings.Repeat("# padding\n", MaxCatalogBytes/10+1)
+	if _, _, _, err := ParseCatalog(strings.NewReader(big), "big.yaml"); err == nil || !strings.Contains(err.Error(), "big.yaml: larger than 16 MiB") {
+		t.Fatalf("err = %v", err)
 	}
 }

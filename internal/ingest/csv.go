@@ -1,8 +1,8 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +25,10 @@ type CSVOptions struct {
 	Time     TimeFormat
 	// Name is the file name used in quarantine locations.
 	Name string
+	// Retention of the series: "" makes a new series an archive (a trace
+	// is history: kept whole, whatever its age) and leaves an existing
+	// one's mode alone; set, it applies to the series either way.
+	Retention store.RetentionMode
 }
 
 // CSVRow is one valid row.
@@ -43,22 +47,30 @@ var ErrNeedZone = errors.New("the times have no UTC offset: pass --tz with the z
 // ParseCSV reads a trace. Valid rows go to emit; rows that fail validation
 // go to problem (an empty value is missing_field: a gap stays a gap, never
 // a zero). A missing header or column is an error: nothing can be read.
+//
+// The file is read line by line, each line a row (see csvLines): a broken
+// quote costs its own line only, never the lines after it, so the number
+// of quarantined rows is the number of rows lost.
 func ParseCSV(r io.Reader, opts CSVOptions, emit func(CSVRow) error, problem func(Problem)) error {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
 	name := opts.Name
 	if name == "" {
 		name = "csv"
 	}
-	header, err := cr.Read()
-	if err == io.EOF {
-		return fmt.Errorf("%s: empty file: want a header row such as timestamp,requests", name)
+	lines := newCSVLines(r)
+	var header []string
+	for header == nil {
+		rec, line, raw, perr, err := lines.next()
+		if err == io.EOF {
+			return fmt.Errorf("%s: empty file: want a header row such as timestamp,requests", name)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if perr != "" {
+			return fmt.Errorf("%s:%d: header: %s: %q", name, line, perr, truncate(raw, 200))
+		}
+		header = slices.Clone(rec)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: header: %w", name, err)
-	}
-	header = slices.Clone(header)
 	for i := range header {
 		header[i] = strings.TrimSpace(strings.TrimPrefix(header[i], "\ufeff"))
 	}
@@ -84,25 +96,18 @@ func ParseCSV(r io.Reader, opts CSVOptions, emit func(CSVRow) error, problem fun
 	}
 	first := true
 	for {
-		rec, err := cr.Read()
+		rec, line, raw, perr, err := lines.next()
 		if err == io.EOF {
 			return nil
 		}
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			problem(Problem{Location: fmt.Sprintf("%s:%d", name, pe.StartLine), Reason: store.ReasonMalformed, Detail: pe.Err.Error()})
-			if errors.Is(pe.Err, csv.ErrQuote) {
-				// An unterminated quote swallows the rest of the file.
-				return nil
-			}
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		loc := fmt.Sprintf("%s:%d", name, line)
+		if perr != "" {
+			problem(Problem{loc, store.ReasonMalformed, perr, raw})
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		line, _ := cr.FieldPos(0)
-		loc := fmt.Sprintf("%s:%d", name, line)
-		raw := strings.Join(rec, ",")
 		if len(rec) <= max(ti, vi) {
 			problem(Problem{loc, store.ReasonMissingField, fmt.Sprintf("%d fields, the header has %d", len(rec), len(header)), raw})
 			continue
@@ -139,6 +144,139 @@ func ParseCSV(r io.Reader, opts CSVOptions, emit func(CSVRow) error, problem fun
 	}
 }
 
+// maxCSVLine bounds one line of a trace; a longer one is quarantined (and
+// skipped without being held in memory).
+const maxCSVLine = 64 << 10
+
+// csvLines splits a CSV file into rows, one per line, with RFC 4180 quoting
+// inside a line: a field may be quoted ("a,b"), a quote inside it doubled
+// (""), spaces around it are ignored. A quoted field cannot continue on the
+// next line: in a trace that is a stray quote, and reading on until some
+// later quote would swallow every valid row in between (encoding/csv does,
+// and then reports one bad record). Empty lines are skipped.
+type csvLines struct {
+	r    *bufio.Reader
+	line int
+	rec  []string
+	buf  strings.Builder
+}
+
+func newCSVLines(r io.Reader) *csvLines { return &csvLines{r: bufio.NewReaderSize(r, maxCSVLine)} }
+
+// next returns the next row, its line number and text; problem is set (and
+// rec nil) when the line is not a valid row. err is io.EOF at the end.
+func (c *csvLines) next() (rec []string, line int, raw, problem string, err error) {
+	for {
+		text, tooLong, err := c.readLine()
+		if err != nil && (err != io.EOF || (text == "" && !tooLong)) {
+			return nil, c.line, "", "", err
+		}
+		if tooLong {
+			return nil, c.line, text, fmt.Sprintf("a line longer than %d KiB: not a trace row", maxCSVLine>>10), nil
+		}
+		if c.line == 1 {
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		if text == "" {
+			continue
+		}
+		rec, problem := c.split(text)
+		return rec, c.line, text, problem, nil
+	}
+}
+
+// readLine reads one physical line without its end (\n or \r\n). A line
+// over maxCSVLine is read to its end but only its beginning is kept.
+func (c *csvLines) readLine() (string, bool, error) {
+	c.line++
+	chunk, err := c.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		head := string(chunk[:min(len(chunk), 256)])
+		for err == bufio.ErrBufferFull {
+			_, err = c.r.ReadSlice('\n')
+		}
+		if err == io.EOF {
+			err = nil
+		}
+		return head, true, err
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(chunk), "\n"), "\r")
+	if err == io.EOF && s != "" {
+		err = nil
+	}
+	return s, false, err
+}
+
+// split cuts one line into fields.
+func (c *csvLines) split(text string) ([]string, string) {
+	c.rec = c.rec[:0]
+	i := 0
+	for field := 1; ; field++ {
+		// Spaces before an opening quote are allowed.
+		j := i
+		for j < len(text) && (text[j] == ' ' || text[j] == '\t') {
+			j++
+		}
+		if j < len(text) && text[j] == '"' {
+			c.buf.Reset()
+			k := j + 1
+			closed := false
+			for k < len(text) {
+				if text[k] == '"' {
+					if k+1 < len(text) && text[k+1] == '"' {
+						c.buf.WriteByte('"')
+						k += 2
+						continue
+					}
+					closed = true
+					k++
+					break
+				}
+				c.buf.WriteByte(text[k])
+				k++
+			}
+			if !closed {
+				return nil, fmt.Sprintf("field %d: the quote opened at column %d is not closed on this line (a stray quote?); only this line is quarantined", field, j+1)
+			}
+			for k < len(text) && (text[k] == ' ' || text[k] == '\t') {
+				k++
+			}
+			switch {
+			case k == len(text):
+				c.rec = append(c.rec, c.buf.String())
+				return c.rec, ""
+			case text[k] != ',':
+				return nil, fmt.Sprintf("field %d: text after the closing quote at column %d", field, k+1)
+			}
+			c.rec = append(c.rec, c.buf.String())
+			i = k + 1
+			continue
+		}
+		end := strings.IndexByte(text[i:], ',')
+		var f string
+		if end < 0 {
+			f = text[i:]
+		} else {
+			f = text[i : i+end]
+		}
+		if q := strings.IndexByte(f, '"'); q >= 0 {
+			return nil, fmt.Sprintf("field %d: a quote inside an unquoted field at column %d (quote the whole field and double the quote: \"1\"\"2\")", field, i+q+1)
+		}
+		c.rec = append(c.rec, f)
+		if end < 0 {
+			return c.rec, ""
+		}
+		i += end + 1
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
 // ImportCSV reads a trace into the store through run.
 func ImportCSV(ctx context.Context, run *Run, r io.Reader, opts CSVOptions, allowNegative bool) error {
 	if opts.Service == "" || opts.Metric == "" {
@@ -146,6 +284,7 @@ func ImportCSV(ctx context.Context, run *Run, r io.Reader, opts CSVOptions, allo
 	}
 	sink := NewPointSink(run, "csv")
 	sink.AllowNegative = allowNegative
+	sink.NewSeries, sink.Retention = store.RetainArchive, opts.Retention
 	key := store.SeriesKey{Service: opts.Service, Endpoint: opts.Endpoint, Metric: opts.Metric}
 	name := opts.Name
 	if name == "" {

@@ -75,3 +75,16 @@ func md5hex(s string) string {
 func sha256sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// eventually polls cond every 20 ms until it holds (the event being awaited
+// happens in another process or goroutine with no channel to wait on).
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -2,13 +2,17 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lbsys/lbsys/internal/calendar"
 	"github.com/lbsys/lbsys/internal/store"
 )
 
@@ -181,12 +185,19 @@ func TestICalValidation(t *testing.T) {
 	if rep.Inserted != 2 || rep.Quarantined != 9 {
 		t.Errorf("report: %s", rep)
 	}
+	// Every refused event is located by its line and UID.
 	q := quarantined(t, st)
-	if r := q["campaigns-bad.ics#mars"]; r.Reason != store.ReasonUnknownTimeZone || !strings.Contains(r.Raw, "Mars") {
+	if r := q["campaigns-bad.ics:16#mars"]; r.Reason != store.ReasonUnknownTimeZone || !strings.Contains(r.Raw, "Mars") {
 		t.Errorf("mars: %+v", r)
 	}
-	if r := q["campaigns-bad.ics#never-matches"]; !strings.Contains(r.Detail, "not supported") {
+	if r := q["campaigns-bad.ics:43#never-matches"]; !strings.Contains(r.Detail, "not supported") {
 		t.Errorf("never-matches: %+v", r)
+	}
+	for _, loc := range []string{"campaigns-bad.ics:4#?", "campaigns-bad.ics:8#no-start", "campaigns-bad.ics:12#bad-start",
+		"campaigns-bad.ics:20#bad-rrule", "campaigns-bad.ics:25#backwards", "campaigns-bad.ics:34#twice", "campaigns-bad.ics:38#orphan-override"} {
+		if _, ok := q[loc]; !ok {
+			t.Errorf("no quarantined row at %s", loc)
+		}
 	}
 
 	// A file that is not iCalendar at all changes nothing and says so.
@@ -266,5 +277,154 @@ func TestLocalize(t *testing.T) {
 		if kind != tc.kind || !got.Equal(utc(tc.want)) {
 			t.Errorf("localize(%s) = %v, %v; want %s, %v", tc.in, got.UTC(), kind, tc.want, tc.kind)
 		}
+	}
+}
+
+// icsOf wraps VEVENT bodies (lines without BEGIN/END) in a calendar.
+func icsOf(events ...string) string {
+	var b strings.Builder
+	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//lbsys//test//EN\r\n")
+	for _, e := range events {
+		b.WriteString("BEGIN:VEVENT\r\n" + strings.ReplaceAll(strings.TrimSpace(e), "\n", "\r\n") + "\r\nEND:VEVENT\r\n")
+	}
+	b.WriteString("END:VCALENDAR\r\n")
+	return b.String()
+}
+
+// clockStore is a store whose clock is now.
+func clockStore(t *testing.T, now time.Time) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), store.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestICalHostileFileIsBounded is issue #13 item 13: 300 events of a few
+// lines each, every one FREQ=SECONDLY, in the default window (today ± 400
+// days) reached 1.6 GiB (10,000 instances per event, all kept). The file
+// now fails at 100,000 occurrences, within a small memory bound, with an
+// error naming the file, and the calendar's stored events are untouched.
+func TestICalHostileFileIsBounded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	st := clockStore(t, now)
+	o := ICalOptions{Calendar: "marketing", From: now.Add(-400 * 24 * time.Hour), To: now.Add(400 * 24 * time.Hour), Name: "hostile.ics"}
+	good := icsOf("UID:sale\nDTSTART:20261210T100000Z\nDTEND:20261210T120000Z")
+	if rep, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+		return ImportICal(ctx, run, strings.NewReader(good), o)
+	}); err != nil || rep.Inserted != 1 {
+		t.Fatalf("%s %v", rep, err)
+	}
+	var evs []string
+	for i := range 300 {
+		evs = append(evs, fmt.Sprintf("UID:tick-%d\nDTSTART:20251101T000000Z\nDURATION:PT1S\nRRULE:FREQ=SECONDLY", i))
+	}
+	body := icsOf(evs...)
+	if len(body) > 32<<10 {
+		t.Fatalf("the hostile file is %d bytes, meant to be small", len(body))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rep, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+		return ImportICal(ctx, run, strings.NewReader(body), o)
+	})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, calendar.ErrTooMany) || !strings.Contains(err.Error(), "hostile.ics") || !strings.Contains(err.Error(), "left as they were") {
+		t.Fatalf("err = %v", err)
+	}
+	if rep.Reasons[store.ReasonInvalidValue] != 1 || rep.Inserted+rep.Deleted != 0 {
+		t.Errorf("report %s", rep)
+	}
+	// 100,000 occurrences of 168 bytes and the instants of one event at a
+	// time: tens of MiB allocated in all, not gigabytes (66 MiB were
+	// measured under the race detector: 128 MiB leaves room for it and
+	// still fails an unbounded expansion by an order of magnitude).
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 128<<20 {
+		t.Errorf("the import allocated %d MiB", alloc>>20)
+	}
+	stored, _ := st.Events(ctx, store.EventQuery{From: o.From, To: o.To})
+	if len(stored) != 1 || stored[0].UID != "sale" {
+		t.Errorf("stored events after the refused file: %+v", stored)
+	}
+	// The bounds are the caller's to set: 10 instances per event (the
+	// expansion starts two periods before the window, so 8 in it) and
+	// 3,000 in all.
+	o.MaxTotal, o.MaxOccurrences, o.From, o.To = 3000, 10, now, now.Add(time.Hour)
+	if rep, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+		return ImportICal(ctx, run, strings.NewReader(body), o)
+	}); err != nil || rep.Inserted != 300*8 {
+		t.Errorf("with MaxTotal 3000 and 10 per event: %s %v", rep, err)
+	}
+}
+
+// TestICalRefusesNonsenseRules: rules that cannot be expanded safely are
+// quarantined with the event's line and UID, and the rest of the file is
+// stored. COUNT and UNTIL are respected.
+func TestICalRefusesNonsenseRules(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	st := clockStore(t, now)
+	body := icsOf(
+		"UID:zero\nDTSTART:20261207T100000Z\nRRULE:FREQ=DAILY;INTERVAL=0", // line 4
+		"UID:pos\nDTSTART:20261207T100000Z\nRRULE:FREQ=HOURLY;BYSETPOS=2", // line 9
+		"UID:huge\nDTSTART:20261207T100000Z\nRRULE:FREQ=DAILY;INTERVAL=99999",
+		"UID:neg\nDTSTART:20261207T100000Z\nRRULE:FREQ=DAILY;COUNT=-1",
+		"UID:count\nDTSTART:20261207T100000Z\nRRULE:FREQ=DAILY;COUNT=3",
+		"UID:until\nDTSTART:20261207T100000Z\nRRULE:FREQ=DAILY;UNTIL=20261208T100000Z",
+	)
+	o := ICalOptions{Calendar: "c", From: now, To: now.Add(30 * 24 * time.Hour), Name: "rules.ics"}
+	rep, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+		return ImportICal(ctx, run, strings.NewReader(body), o)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := quarantined(t, st)
+	for loc, want := range map[string]string{"rules.ics:4#zero": "INTERVAL must be a positive integer", "rules.ics:9#pos": "BYSETPOS",
+		"rules.ics:14#huge": "INTERVAL must be between 1 and 10000", "rules.ics:19#neg": "COUNT"} {
+		if r := q[loc]; r.Reason != store.ReasonInvalidValue || !strings.Contains(r.Detail, want) {
+			t.Errorf("%s: %+v, want invalid_value mentioning %q", loc, r, want)
+		}
+	}
+	if rep.Inserted != 3+2 || rep.Quarantined != 4 {
+		t.Errorf("report %s", rep)
+	}
+}
+
+// TestICalHorizonAndTimeBounds: the window may not end more than
+// MaxHorizon after the run's clock, and the expansion stops (changing
+// nothing) past MaxExpandTime.
+func TestICalHorizonAndTimeBounds(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	st := clockStore(t, now)
+	body := icsOf("UID:a\nDTSTART:20261207T100000Z\nRRULE:FREQ=YEARLY")
+	for _, tc := range []struct {
+		o    ICalOptions
+		want string
+	}{
+		{ICalOptions{From: now, To: now.AddDate(6, 0, 0)}, "more than 1830 days after now"},
+		{ICalOptions{From: now, To: now.AddDate(2, 0, 0), MaxHorizon: 365 * 24 * time.Hour}, "raise --max-horizon"},
+		{ICalOptions{From: now, To: now.AddDate(1, 0, 0), MaxExpandTime: time.Nanosecond}, "took too long"},
+		{ICalOptions{From: now, To: now}, "is empty"},
+		{ICalOptions{From: now, To: now.AddDate(1, 0, 0), MaxBytes: 100}, "larger than 100 bytes"},
+	} {
+		tc.o.Calendar, tc.o.Name = "c", "h.ics"
+		_, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+			return ImportICal(ctx, run, strings.NewReader(body), tc.o)
+		})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	if n, _ := st.Stats(context.Background()); n.Events != 0 {
+		t.Errorf("%d events stored", n.Events)
+	}
+	if rep, err := runSource(t, st, "ical", func(ctx context.Context, run *Run) error {
+		return ImportICal(ctx, run, strings.NewReader(body), ICalOptions{Calendar: "c", From: now, To: now.AddDate(5, 0, 0), Name: "h.ics"})
+	}); err != nil || rep.Inserted != 5 {
+		t.Errorf("five years: %s %v", rep, err)
 	}
 }

@@ -57,6 +57,10 @@ type Report struct {
 	// Notes are warnings worth a line of output (a telemetry gap, a
 	// truncated recurrence).
 	Notes []string
+	// First is the first quarantined row of each reason, so that a summary
+	// can name where every kind of problem starts (the first row with a
+	// future time may come after thousands of other problems).
+	First map[store.Reason]Problem
 }
 
 // String is the one-line summary the CLI prints.
@@ -106,7 +110,14 @@ type Run struct {
 	pending []store.Quarantined
 	// firstProblems keeps the first few problems for error messages.
 	firstProblems []Problem
+	// maxFuture is how far ahead of the run's clock a time may be.
+	maxFuture time.Duration
 }
+
+// DefaultMaxFuture is how far ahead of an ingest run's clock a time may be
+// by default: a day covers clocks that are off by hours and data stamped in
+// another zone by mistake, and refuses typo years.
+const DefaultMaxFuture = 24 * time.Hour
 
 // Begin records the start of a run of source (args is the command line, for
 // status output).
@@ -115,7 +126,50 @@ func Begin(ctx context.Context, st *store.Store, source, args string) (*Run, err
 	if err != nil {
 		return nil, err
 	}
-	return &Run{st: st, id: id, source: source, ctx: ctx, rep: Report{Source: source, Reasons: map[store.Reason]int64{}}}, nil
+	return &Run{st: st, id: id, source: source, ctx: ctx, maxFuture: DefaultMaxFuture,
+		rep: Report{Source: source, Reasons: map[store.Reason]int64{}, First: map[store.Reason]Problem{}}}, nil
+}
+
+// SetMaxFuture sets how far ahead of the run's clock a time may be
+// (default DefaultMaxFuture; 0 allows nothing after now). A later time is
+// quarantined as future_time: stored, it would become its series' newest
+// point, an importer's watermark or an incident that never ends.
+func (r *Run) SetMaxFuture(d time.Duration) {
+	r.mu.Lock()
+	r.maxFuture = max(d, 0)
+	r.mu.Unlock()
+}
+
+func (r *Run) maxFutureValue() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxFuture
+}
+
+// Now is the run's clock (the store's).
+func (r *Run) Now() time.Time { return r.st.Now() }
+
+// Latest is the latest time the run accepts now: its clock plus the
+// allowed lead (SetMaxFuture).
+func (r *Run) Latest() time.Time { return r.Now().Add(r.maxFutureValue()) }
+
+// futureProblem refuses t when it is after Latest; what names the field
+// for the message.
+func (r *Run) futureProblem(t time.Time, what string) *Problem {
+	now, d := r.Now(), r.maxFutureValue()
+	if !t.After(now.Add(d)) {
+		return nil
+	}
+	return &Problem{Reason: store.ReasonFutureTime, Detail: fmt.Sprintf("%s %s is %s ahead of this run's clock (%s), more than the %s allowed (--max-future): a typo in the year, or a source whose clock is wrong",
+		what, t.UTC().Format(time.RFC3339), roughly(t.Sub(now)), now.UTC().Format(time.RFC3339), d)}
+}
+
+// roughly renders a lead for people: days when it is more than two.
+func roughly(d time.Duration) string {
+	if d > 48*time.Hour {
+		return fmt.Sprintf("%.0f days", d.Hours()/24)
+	}
+	return d.Round(time.Second).String()
 }
 
 // Store is the run's store.
@@ -132,6 +186,9 @@ func (r *Run) Quarantine(p Problem) {
 		Reason: p.Reason, Detail: p.Detail, Raw: p.Raw})
 	r.rep.Quarantined++
 	r.rep.Reasons[p.Reason]++
+	if _, ok := r.rep.First[p.Reason]; !ok {
+		r.rep.First[p.Reason] = p
+	}
 	if len(r.firstProblems) < 5 {
 		r.firstProblems = append(r.firstProblems, p)
 	}
@@ -197,6 +254,10 @@ func (r *Run) Report() Report {
 		rep.Reasons[k] = v
 	}
 	rep.Notes = append([]string(nil), r.rep.Notes...)
+	rep.First = make(map[store.Reason]Problem, len(r.rep.First))
+	for k, v := range r.rep.First {
+		rep.First[k] = v
+	}
 	return rep
 }
 
@@ -261,11 +322,14 @@ func (r *Run) Finish(ctx context.Context, runErr error) (Report, error) {
 }
 
 // PointSink validates points at the door and writes them to the store in
-// batches. Per series of one input it refuses a repeated timestamp
-// (duplicate_timestamp, the first value is kept) and a step back in time
-// (out_of_order); values must be finite and, unless AllowNegative, not
-// negative. A point the store refuses as older than its series' raw
-// retention is quarantined as too_old.
+// batches. A time further ahead of the run's clock than the run allows is
+// quarantined as future_time before anything else looks at it, so it
+// neither reaches the store nor becomes the series' "latest" time against
+// which the following points are judged. Per series of one input it
+// refuses a repeated timestamp (duplicate_timestamp, the first value is
+// kept) and a step back in time (out_of_order); values must be finite and,
+// unless AllowNegative, not negative. A point the store refuses as older
+// than its series' raw retention is quarantined as too_old.
 type PointSink struct {
 	run    *Run
 	source string
@@ -274,6 +338,12 @@ type PointSink struct {
 	// BatchSize is how many points are written per transaction. Default
 	// 10,000.
 	BatchSize int
+	// NewSeries is the retention mode of the series this sink creates (""
+	// keeps the store's default, window).
+	NewSeries store.RetentionMode
+	// Retention, when set, is applied to every series the sink writes,
+	// new or not (an explicit --retention).
+	Retention store.RetentionMode
 
 	ids  map[store.SeriesKey]int64
 	last map[int64]int64
@@ -306,11 +376,15 @@ func (p *PointSink) Add(ctx context.Context, key store.SeriesKey, t time.Time, v
 		p.run.Quarantine(Problem{loc, store.ReasonNegative, fmt.Sprintf("%s is %v; counts cannot be negative (pass --allow-negative for a signed metric)", key.Metric, v), raw})
 		return nil
 	}
+	if fp := p.run.futureProblem(t, key.String()+" at"); fp != nil {
+		fp.Location, fp.Raw = loc, raw
+		p.run.Quarantine(*fp)
+		return nil
+	}
 	id, ok := p.ids[key]
 	if !ok {
 		var err error
-		id, err = p.run.st.EnsureSeries(ctx, key, p.source)
-		if err != nil {
+		if id, err = p.series(ctx, key); err != nil {
 			return err
 		}
 		p.ids[key] = id
@@ -339,6 +413,25 @@ func (p *PointSink) Add(ctx context.Context, key store.SeriesKey, t time.Time, v
 		return p.Flush(ctx)
 	}
 	return nil
+}
+
+// series resolves key, creating the series with the sink's retention
+// mode when it is new.
+func (p *PointSink) series(ctx context.Context, key store.SeriesKey) (int64, error) {
+	st := p.run.st
+	mode := p.Retention
+	if mode == "" && p.NewSeries != "" {
+		if _, err := st.SeriesID(ctx, key); errors.Is(err, store.ErrNotFound) {
+			mode = p.NewSeries
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	id, err := st.EnsureSeries(ctx, key, p.source)
+	if err != nil || mode == "" {
+		return id, err
+	}
+	return id, st.SetRetentionMode(ctx, id, mode)
 }
 
 // Forget drops the per-series ordering memory, for a source whose next

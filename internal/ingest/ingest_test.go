@@ -104,7 +104,10 @@ func TestRunFinishRecordsOutcome(t *testing.T) {
 func TestRetryAfterHeader(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	for h, want := range map[string]time.Duration{"7": 7 * time.Second, "0": 0,
-		"Fri, 27 Nov 2026 10:00:30 GMT": 30 * time.Second, "Fri, 27 Nov 2026 09:00:00 GMT": 0} {
+		"Fri, 27 Nov 2026 10:00:30 GMT": 30 * time.Second, "Fri, 27 Nov 2026 09:00:00 GMT": 0,
+		// Seconds past what a Duration holds: the longest wait, not a
+		// wrapped negative one (FuzzRetryAfter found 9227000000).
+		"9227000000": time.Duration(math.MaxInt64)} {
 		if got, ok := retryAfter(h, now); !ok || got != want {
 			t.Errorf("Retry-After %q = %v, %v; want %v", h, got, ok, want)
 		}

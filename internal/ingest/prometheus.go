@@ -261,6 +261,16 @@ func ImportPrometheus(ctx context.Context, run *Run, o PrometheusOptions) error 
 					run.Quarantine(p)
 					continue
 				}
+				// A range query answers inside the range it was asked;
+				// a sample elsewhere (a server bug, a proxy in between
+				// rewriting answers) is no data of this range, and a far
+				// one would become its series' "latest" time.
+				if v.Time.Before(cs) || v.Time.After(ce) {
+					run.Quarantine(Problem{fmt.Sprintf("%s@%d", sloc, v.Time.Unix()), store.ReasonInvalidValue,
+						fmt.Sprintf("sample time %s is outside the range asked for (%s .. %s)", v.Time.Format(time.RFC3339),
+							cs.UTC().Format(time.RFC3339), ce.UTC().Format(time.RFC3339)), raw})
+					continue
+				}
 				if err := sink.Add(ctx, key, v.Time, v.Value, fmt.Sprintf("%s@%d", sloc, v.Time.Unix()), raw); err != nil {
 					return err
 				}

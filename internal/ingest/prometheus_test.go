@@ -218,3 +218,36 @@ func TestParsePromMatrix(t *testing.T) {
 		}
 	}
 }
+
+// TestPrometheusSamplesOutsideTheRangeOrTooFarAhead: a sample outside the
+// range asked for (a server or proxy bug: 1970, 2126) is quarantined as
+// invalid_value, one inside it but more than a day ahead of the clock (an
+// --until in the future) as future_time; the others are stored, in order.
+// Before, the 2126 sample was stored and every later sample of its series
+// was quarantined as out_of_order.
+func TestPrometheusSamplesOutsideTheRangeOrTooFarAhead(t *testing.T) {
+	now := time.Now().Truncate(time.Minute)
+	ahead := now.Add(36 * time.Hour)
+	url := newFakeProm(t, &fakeProm{series: func(start, end, step int64) []map[string]any {
+		vals := promValues(start, end, step, func(int64) string { return "1" })
+		// Strays at the front: the order a sample comes in matters.
+		vals = append([][]any{{4955897600, "7"}, {0, "8"}}, vals...)
+		return []map[string]any{{"metric": map[string]string{"service": "cart"}, "values": vals}}
+	}})
+	st := testStore(t)
+	rep, err := runSource(t, st, "prometheus", func(ctx context.Context, run *Run) error {
+		return ImportPrometheus(ctx, run, PrometheusOptions{URL: url, Query: "up", Metric: "up", Step: time.Hour,
+			Start: now.Add(-2 * time.Hour), End: ahead, ChunkPoints: 100})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hourly steps from now-2h to now+36h: those up to now+24h are
+	// stored, the 12 after are future_time.
+	if rep.Reasons[store.ReasonInvalidValue] != 2 || rep.Reasons[store.ReasonFutureTime] != 12 || rep.Inserted != 27 || rep.Reasons[store.ReasonOutOfOrder] != 0 {
+		t.Fatalf("report %s", rep)
+	}
+	if d := rep.First[store.ReasonInvalidValue].Detail; !strings.Contains(d, "2127-01-17") || !strings.Contains(d, "outside the range") {
+		t.Errorf("detail %q", d)
+	}
+}

@@ -222,9 +222,9 @@ func (f *fakeSN) update(table, number string, fields map[string]string) {
 }
 
 func (f *fakeSN) opts(ns *noSleep) ServiceNowOptions {
+	// Tables: the default (cmdb_ci, cmdb_rel_ci, incident, change_request).
 	return ServiceNowOptions{Instance: f.srv.URL, User: "lbsys", Password: "s3cret", PageSize: 2,
-		Tables: []string{"incident", "change_request", "cmdb_rel_ci", "cmdb_ci", "cmdb_ci_service"},
-		Retry:  Retry{Sleep: ns.sleep}}
+		Retry: Retry{Sleep: ns.sleep}}
 }
 
 func TestServiceNowSyncPagingAndValidation(t *testing.T) {
@@ -255,7 +255,7 @@ func TestServiceNowSyncPagingAndValidation(t *testing.T) {
 		reason store.Reason
 		detail string
 	}{
-		{"cmdb_ci_service/" + sysID("nameless"), store.ReasonMissingField, "name"},
+		{"cmdb_ci/" + sysID("nameless"), store.ReasonMissingField, "name"},
 		{"cmdb_rel_ci/" + sysID("rel-checkout-ghost"), store.ReasonUnknownReference, sysID("ghost-ci")},
 		{"cmdb_rel_ci/" + sysID("rel-no-type"), store.ReasonMissingField, "type"},
 		{"incident/" + sysID("INC0010004"), store.ReasonUnknownReference, "business_service"},
@@ -338,8 +338,10 @@ func TestServiceNowIncrementalSync(t *testing.T) {
 	f.queries = map[string][]string{}
 	second := sync()
 	// Only what changed at or after the watermark (the newest records,
-	// read again because of >=) comes back, and it is unchanged.
-	if second.Inserted != 0 || second.Updated != 0 || second.Unchanged == 0 || second.Unchanged >= first.Inserted {
+	// read again because of >=) comes back: unchanged, or refused again
+	// (the newest CI, incident and change of the fixtures are bad ones).
+	again := second.Unchanged + second.Quarantined
+	if second.Inserted != 0 || second.Updated != 0 || again == 0 || again >= first.Inserted+first.Quarantined {
 		t.Errorf("second sync: %s (first: %s)", second, first)
 	}
 	if qs := f.queries["incident"]; len(qs) != 1 || !strings.HasPrefix(qs[0], "sys_updated_on>=2026-11-14 10:59:59^ORDERBYsys_updated_on") {
@@ -400,7 +402,7 @@ func TestServiceNowAuthAndHTTPFailures(t *testing.T) {
 		{"unknown table", func(o *ServiceNowOptions, f *fakeSN) { o.Tables = []string{"cmdb_ci_nope"} },
 			"table cmdb_ci_nope not found", 1, 0},
 		{"429 then 503 then ok", func(o *ServiceNowOptions, f *fakeSN) {
-			o.Tables = []string{"cmdb_ci"}
+			o.Tables, o.PageSize = []string{"cmdb_ci"}, 100
 			f.failures = []func(http.ResponseWriter){
 				func(w http.ResponseWriter) {
 					w.Header().Set("Retry-After", "7")
@@ -544,5 +546,127 @@ func TestRelKind(t *testing.T) {
 		if got := relKind(in); got != want {
 			t.Errorf("relKind(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestServiceNowDefaultReadsEveryCIClass is issue #16: by default the sync
+// reads cmdb_ci, the base table of every class, so an incident on a server
+// or a database (here INC0010003 on the Linux server web-01) is stored with
+// its CI, which keeps its class. With only cmdb_ci_service (the default
+// before) it was quarantined as unknown_reference.
+func TestServiceNowDefaultReadsEveryCIClass(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tables    []string
+		inc3      bool
+		unknown   int64
+		servers   int
+		relations int
+	}{
+		{nil, true, 2, 1, 6}, // the default: cmdb_ci
+		{[]string{"cmdb_ci_service", "cmdb_rel_ci", "incident", "change_request"}, false, 5, 0, 4}, // before
+	} {
+		st := testStore(t)
+		f := newFakeSN(t)
+		o := f.opts(&noSleep{})
+		o.Tables = tc.tables
+		rep, err := runSource(t, st, "servicenow", func(ctx context.Context, run *Run) error { return ImportServiceNow(ctx, run, o) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Ticket(ctx, "sn:incident:"+sysID("INC0010003"))
+		if (err == nil) != tc.inc3 || rep.Reasons[store.ReasonUnknownReference] != tc.unknown {
+			t.Errorf("tables %v: INC0010003 stored: %v (%v); %s", tc.tables, err == nil, err, rep)
+		}
+		servers, _ := st.CIs(ctx, store.CIFilter{Class: "cmdb_ci_linux_server"})
+		if len(servers) != tc.servers {
+			t.Errorf("tables %v: %d Linux servers stored: %+v", tc.tables, len(servers), servers)
+		}
+		if tc.tables == nil && len(servers) == 1 {
+			if servers[0].Name != "web-01.dc1" || servers[0].Service != "" {
+				t.Errorf("web-01: %+v", servers[0])
+			}
+			svc, _ := st.CIs(ctx, store.CIFilter{Class: "cmdb_ci_service"})
+			if len(svc) != 5 || svc[0].Service == "" {
+				t.Errorf("service CIs from the base table: %+v", svc)
+			}
+		}
+		if s, _ := st.Stats(ctx); s.Relations != int64(tc.relations) {
+			t.Errorf("tables %v: %d relations", tc.tables, s.Relations)
+		}
+	}
+	if !slices.Equal(DefaultServiceNowTables, []string{"cmdb_ci", "cmdb_rel_ci", "incident", "change_request"}) {
+		t.Errorf("default tables %v", DefaultServiceNowTables)
+	}
+}
+
+// TestServiceNowFutureTimes is issue #13 item 6 for ServiceNow: an incident
+// resolved "in 2126" is quarantined as future_time (stored, it was an
+// incident that never ends), and a record whose sys_updated_on is 2126 is
+// stored but does not move the table's watermark, which never passes the
+// run's clock: before, the watermark became 2126 and every later sync asked
+// for sys_updated_on>=2126, so the next real update was never read.
+func TestServiceNowFutureTimes(t *testing.T) {
+	ctx := context.Background()
+	st := testStore(t)
+	f := newFakeSN(t)
+	o := f.opts(&noSleep{})
+	o.Overlap = time.Second
+	f.update("incident", "INC0010001", map[string]string{"resolved_at": "2126-11-10 11:30:00"})
+	f.update("incident", "INC0010002", map[string]string{"sys_updated_on": "2126-11-12 14:05:00"})
+	sync := func() Report {
+		t.Helper()
+		rep, err := runSource(t, st, "servicenow", func(ctx context.Context, run *Run) error { return ImportServiceNow(ctx, run, o) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := sync()
+	first := rep.First[store.ReasonFutureTime]
+	if rep.Reasons[store.ReasonFutureTime] != 1 || first.Location != "incident/"+sysID("INC0010001") || !strings.Contains(first.Detail, "resolved_at 2126-11-10T11:30:00Z") {
+		t.Fatalf("report %s, first future_time %+v", rep, first)
+	}
+	if _, err := st.Ticket(ctx, "sn:incident:"+sysID("INC0010002")); err != nil {
+		t.Errorf("the incident updated in 2126 was not stored: %v", err)
+	}
+	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "incident: 1 records were updated") || !strings.Contains(rep.Notes[0], "2126-11-12 14:05:00") {
+		t.Errorf("notes %q", rep.Notes)
+	}
+	wm, _, _ := st.SyncState(ctx, "servicenow:"+strings.TrimPrefix(f.srv.URL, "http://")+":incident")
+	if wm != "2026-11-14 11:00:00" {
+		t.Errorf("incident watermark %q", wm)
+	}
+	// A real update afterwards is read by the next incremental sync.
+	f.update("incident", "INC0010007", map[string]string{"priority": "3", "sys_updated_on": "2026-11-20 10:00:00"})
+	if rep := sync(); rep.Inserted != 1 {
+		t.Errorf("next sync: %s", rep)
+	}
+	if tk, err := st.Ticket(ctx, "sn:incident:"+sysID("INC0010007")); err != nil || tk.Priority != 3 {
+		t.Errorf("INC0010007 after its update: %+v %v", tk, err)
+	}
+}
+
+// TestServiceNowWatermarkNeverPassesTheClock: an instance whose clock runs
+// ahead (within the allowed lead) cannot push the watermark past the run's
+// clock, so nothing updated in between is skipped.
+func TestServiceNowWatermarkNeverPassesTheClock(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 14, 10, 30, 0, 0, time.UTC)
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"), store.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := newFakeSN(t)
+	o := f.opts(&noSleep{})
+	o.Tables = []string{"cmdb_ci", "incident"}
+	if _, err := runSource(t, st, "servicenow", func(ctx context.Context, run *Run) error { return ImportServiceNow(ctx, run, o) }); err != nil {
+		t.Fatal(err)
+	}
+	// INC0010007 says 11:00, half an hour after the run's clock.
+	wm, _, _ := st.SyncState(ctx, "servicenow:"+strings.TrimPrefix(f.srv.URL, "http://")+":incident")
+	if wm != "2026-11-14 10:30:00" {
+		t.Errorf("watermark %q, want the run's clock", wm)
 	}
 }

@@ -106,28 +106,55 @@ type telemetryWriter struct {
 	run  *Run
 	sink *PointSink
 	last map[[2]string]time.Time
+	// future remembers the records refused as future_time: the admin API
+	// answers them again on every poll (since= cannot pass them), and one
+	// record is one row lost, not one a second.
+	future map[string]bool
 }
+
+// maxFutureSeen bounds telemetryWriter.future.
+const maxFutureSeen = 4096
 
 func newTelemetryWriter(run *Run) *telemetryWriter {
-	return &telemetryWriter{run: run, sink: NewPointSink(run, "telemetry"), last: map[[2]string]time.Time{}}
+	return &telemetryWriter{run: run, sink: NewPointSink(run, "telemetry"), last: map[[2]string]time.Time{}, future: map[string]bool{}}
 }
 
-func (w *telemetryWriter) add(ctx context.Context, b []byte, loc string) error {
+// add validates and stores one record. It returns the record's second when
+// the reader may count it as read (stored, or refused for its content),
+// and the zero time when the record has no usable time (unreadable, or
+// further in the future than the run allows): such a record must not move
+// a read position.
+func (w *telemetryWriter) add(ctx context.Context, b []byte, loc string) (time.Time, error) {
 	rec, p := ParseTelemetryRecord(b)
 	if p != nil {
 		p.Location, p.Raw = loc, string(b)
 		w.run.Quarantine(*p)
-		return nil
+		if rec.Time.IsZero() || w.run.futureProblem(rec.Time, "ts") != nil {
+			return time.Time{}, nil
+		}
+		return rec.Time, nil
+	}
+	// Before the ordering check: a second from 2126 must not become the
+	// "latest" second every later record is compared with.
+	if fp := w.run.futureProblem(rec.Time, "ts"); fp != nil {
+		if !w.future[string(b)] {
+			if len(w.future) < maxFutureSeen {
+				w.future[string(b)] = true
+			}
+			fp.Location, fp.Raw = loc, string(b)
+			w.run.Quarantine(*fp)
+		}
+		return time.Time{}, nil
 	}
 	k := [2]string{rec.Service, rec.Endpoint}
 	if prev, ok := w.last[k]; ok {
 		switch {
 		case rec.Time.Equal(prev):
 			w.run.Quarantine(Problem{loc, store.ReasonDuplicateTimestamp, fmt.Sprintf("second %s of %s/%s repeated", rec.Time.Format(time.RFC3339), rec.Service, rec.Endpoint), string(b)})
-			return nil
+			return rec.Time, nil
 		case rec.Time.Before(prev):
 			w.run.Quarantine(Problem{loc, store.ReasonOutOfOrder, fmt.Sprintf("second %s of %s/%s comes after %s", rec.Time.Format(time.RFC3339), rec.Service, rec.Endpoint, prev.Format(time.RFC3339)), string(b)})
-			return nil
+			return rec.Time, nil
 		}
 	}
 	// Counts before latencies, so a negative count quarantines the rest of
@@ -140,7 +167,7 @@ func (w *telemetryWriter) add(ctx context.Context, b []byte, loc string) error {
 	}
 	if bad {
 		w.run.Quarantine(Problem{loc, store.ReasonNegative, "a count (requests, errors, in_flight, bytes) is negative", string(b)})
-		return nil
+		return rec.Time, nil
 	}
 	w.last[k] = rec.Time
 	for _, metric := range append(append([]string(nil), telemetryCounts...), telemetryLatencies...) {
@@ -150,10 +177,10 @@ func (w *telemetryWriter) add(ctx context.Context, b []byte, loc string) error {
 		}
 		key := store.SeriesKey{Service: rec.Service, Endpoint: rec.Endpoint, Metric: metric}
 		if err := w.sink.Add(ctx, key, rec.Time, v, loc, string(b)); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
-	return nil
+	return rec.Time, nil
 }
 
 // TelemetryAdminOptions configure polling a proxy's GET /telemetry.
@@ -205,16 +232,18 @@ func importTelemetryAdmin(ctx context.Context, run *Run, o TelemetryAdminOptions
 	lastCompact := time.Now()
 	failures := 0
 	for {
-		n, newest, err := pollTelemetry(ctx, o.Client, base, o.Service, since, w)
+		_, newest, err := pollTelemetry(ctx, o.Client, base, o.Service, since, w)
 		if err == nil {
-			if n > 0 {
-				if !since.IsZero() && !newest.first.IsZero() && newest.first.After(since) {
+			if !newest.last.IsZero() {
+				if !since.IsZero() && newest.first.After(since) {
 					run.Note("gap: seconds %s to %s were no longer in the proxy's ring (poll more often or raise telemetry.ring_seconds)",
 						since.Format(time.RFC3339), newest.first.Add(-time.Second).Format(time.RFC3339))
 				}
-				since = newest.last.Add(time.Second)
+				if next := newest.last.Add(time.Second); next.After(since) {
+					since = next
+				}
 			}
-			if err = w.sink.Flush(ctx); err == nil && n > 0 {
+			if err = w.sink.Flush(ctx); err == nil && !newest.last.IsZero() {
 				err = run.st.SetSyncState(ctx, stateKey, since.Format(time.RFC3339))
 			}
 		}
@@ -293,21 +322,24 @@ func pollTelemetry(ctx context.Context, c *http.Client, base *url.URL, service s
 	if err := json.Unmarshal(body, &env); err != nil {
 		return 0, span{}, fmt.Errorf("telemetry: GET %s: the answer is not the admin API's {\"records\": [...]}: %w", u.Redacted(), err)
 	}
+	// The span (where the next poll starts, and the gap check) is taken
+	// from the records with a usable time only: one record stamped 2126
+	// would otherwise move since= past every second the proxy will ever
+	// have, and the saved position with it.
 	var sp span
 	for i, raw := range env.Records {
-		var probe struct {
-			TS time.Time `json:"ts"`
-		}
-		if json.Unmarshal(raw, &probe) == nil && !probe.TS.IsZero() {
-			if sp.first.IsZero() || probe.TS.Before(sp.first) {
-				sp.first = probe.TS
-			}
-			if probe.TS.After(sp.last) {
-				sp.last = probe.TS
-			}
-		}
-		if err := w.add(ctx, raw, fmt.Sprintf("%s#%d", u.Redacted(), i)); err != nil {
+		at, err := w.add(ctx, raw, fmt.Sprintf("%s#%d", u.Redacted(), i))
+		if err != nil {
 			return i, sp, err
+		}
+		if at.IsZero() {
+			continue
+		}
+		if sp.first.IsZero() || at.Before(sp.first) {
+			sp.first = at
+		}
+		if at.After(sp.last) {
+			sp.last = at
 		}
 	}
 	return len(env.Records), sp, nil
@@ -482,7 +514,7 @@ func readLines(ctx context.Context, f *os.File, offset *int64, partial []byte, w
 		*offset += int64(len(partial))
 		content := bytes.TrimSpace(partial)
 		if len(content) > 0 {
-			if err := w.add(ctx, content, fmt.Sprintf("%s:%d", name, *line)); err != nil {
+			if _, err := w.add(ctx, content, fmt.Sprintf("%s:%d", name, *line)); err != nil {
 				return n, nil, err
 			}
 			n++

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,9 +85,9 @@ func (a *adminFeed) follow(ctx context.Context, run *Run, every time.Duration) e
 
 // TestTelemetryFollowCompactsPeriodically shows that a following import
 // applies the store's retention while it runs (CompactEvery), not only when
-// it ends: once a second 49 h after the first ones arrives, the raw points
-// older than the 48 h raw retention are deleted and their 1-minute bucket
-// stays. Nothing here waits for the compaction itself: the loop compacts
+// it ends: once the clock has moved 49 h past the first seconds (and a
+// record of then arrived), the raw points older than the 48 h raw
+// retention are deleted and their 1-minute bucket stays. Nothing here waits for the compaction itself: the loop compacts
 // (when CompactEvery has passed) after storing what it read and before its
 // next read, and CompactEvery (1 ms) is shorter than the poll interval
 // (5 ms); so once a record appended after the late one is stored, the
@@ -105,7 +106,16 @@ func TestTelemetryFollowCompactsPeriodically(t *testing.T) {
 			{time.Hour, false},
 		} {
 			t.Run(fmt.Sprintf("%s/every=%v", source, tc.every), func(t *testing.T) {
-				st := testStore(t)
+				// The store's clock, which retention counts back from: the
+				// proxy's time, moved by hand.
+				var clock atomic.Int64
+				clock.Store(t0.Add(3 * time.Second).UnixNano())
+				st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"),
+					store.Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
 				var feed followFeed
 				switch source {
 				case "file":
@@ -158,6 +168,7 @@ func TestTelemetryFollowCompactsPeriodically(t *testing.T) {
 					}
 				}
 				eventually(t, 10*time.Second, "the first 3 seconds", func() bool { return len(raw()) == 3 })
+				clock.Store(late.Add(time.Second).UnixNano())
 				feed.append(t, telemetryAt(late, 4))
 				eventually(t, 10*time.Second, "the second 49 h later", hasRaw(late))
 				feed.append(t, telemetryAt(late.Add(time.Second), 5))
@@ -187,7 +198,7 @@ func TestTelemetryFollowCompactsPeriodically(t *testing.T) {
 					t.Errorf("1-minute bucket of %v: %+v %v", t0, minute, err)
 				}
 				if tc.compacted {
-					// Raw floor: 48 h before the newest point, to the minute.
+					// Raw floor: 48 h before the clock, to the minute.
 					if old != 0 || !series[0].RawFloor.Equal(t0.Add(time.Hour)) {
 						t.Errorf("no compaction while following: %d raw points before %v remain, raw floor %v",
 							old, t0.Add(time.Hour), series[0].RawFloor)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,66 +181,6 @@ func TestTelemetryFileFollowRotationTruncation(t *testing.T) {
 	}
 }
 
-func TestTelemetryAdminAndFileFromLiveProxy(t *testing.T) {
-	ctx := context.Background()
-	st := testStore(t)
-	jsonl := filepath.Join(t.TempDir(), "telemetry.jsonl")
-	px := startLiveProxy(t, jsonl)
-	const sent = 30
-	px.send(t, sent)
-	sum := func(recs []telemetry.Record) (n int64) {
-		for _, r := range recs {
-			if r.Endpoint == "" {
-				n += r.Requests
-			}
-		}
-		return n
-	}
-	eventually(t, 10*time.Second, "the proxy's ring to hold the requests", func() bool { return sum(px.Telemetry(time.Time{}, "app")) == sent })
-	stored := func() (n float64) {
-		for _, p := range points(t, st, store.SeriesKey{Service: "app", Metric: "requests"}, store.Raw) {
-			n += p.V
-		}
-		return n
-	}
-	rep, err := runSource(t, st, "telemetry", func(ctx context.Context, run *Run) error {
-		return ImportTelemetryAdmin(ctx, run, TelemetryAdminOptions{URL: px.admin})
-	})
-	if err != nil || rep.Quarantined != 0 || rep.Inserted == 0 {
-		t.Fatalf("admin import: %s %v", rep, err)
-	}
-	if got := stored(); got != sent {
-		t.Fatalf("stored %v requests, sent %d", got, sent)
-	}
-	series, _ := st.ListSeries(ctx, store.SeriesFilter{Service: "app"})
-	if len(series) != 16 { // 8 metrics × (service + one endpoint)
-		t.Errorf("%d series: %+v", len(series), series)
-	}
-	// The JSON-lines sink has the same seconds: reading it into the same
-	// store doubles nothing.
-	rep, err = runSource(t, st, "telemetry", func(ctx context.Context, run *Run) error {
-		return ImportTelemetryFile(ctx, run, TelemetryFileOptions{Path: jsonl})
-	})
-	if err != nil || rep.Quarantined != 0 || rep.Unchanged == 0 || rep.Updated != 0 {
-		t.Fatalf("file import: %s %v", rep, err)
-	}
-	if got := stored(); got != sent {
-		t.Fatalf("after the file import: %v requests stored, sent %d", got, sent)
-	}
-	// A second admin import continues after the saved position.
-	px.send(t, 5)
-	eventually(t, 10*time.Second, "5 more requests in the ring", func() bool { return sum(px.Telemetry(time.Time{}, "app")) == sent+5 })
-	rep, err = runSource(t, st, "telemetry", func(ctx context.Context, run *Run) error {
-		return ImportTelemetryAdmin(ctx, run, TelemetryAdminOptions{URL: px.admin})
-	})
-	if err != nil || rep.Unchanged != 0 || rep.Quarantined != 0 {
-		t.Fatalf("second admin import: %s %v", rep, err)
-	}
-	if got := stored(); got != sent+5 {
-		t.Fatalf("stored %v requests, sent %d", got, sent+5)
-	}
-}
-
 func TestTelemetryAdminFollowSurvivesFailures(t *testing.T) {
 	st := testStore(t)
 	var calls atomic.Int64
@@ -295,5 +236,113 @@ func TestTelemetryAdminFollowSurvivesFailures(t *testing.T) {
 		return ImportTelemetryAdmin(ctx, run, TelemetryAdminOptions{URL: "localhost:9901"})
 	}); err == nil {
 		t.Error("a URL without scheme was accepted")
+	}
+}
+
+// futureLine is line(ts, …) with the year 2126: a proxy whose clock jumped.
+func futureLine(ts int) string {
+	return strings.Replace(line(ts, "app", "", 1), "2026-11-27", "2126-11-27", 1)
+}
+
+// TestTelemetryFutureSecondIsRefused is issue #13 item 6 for the proxy's
+// telemetry: one record stamped 2126 in the JSON-lines file is quarantined
+// as future_time (once, not per metric) and the seconds after it are
+// stored. Before, it was stored, became the "latest" second of its series,
+// and every following record was quarantined as out_of_order.
+func TestTelemetryFutureSecondIsRefused(t *testing.T) {
+	st := testStore(t)
+	path := filepath.Join(t.TempDir(), "records.jsonl")
+	var b strings.Builder
+	for s := range 10 {
+		if s == 4 {
+			b.WriteString(futureLine(s))
+			continue
+		}
+		b.WriteString(line(s, "app", "", 1))
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
+	rep, err := runSource(t, st, "telemetry", func(ctx context.Context, run *Run) error {
+		return ImportTelemetryFile(ctx, run, TelemetryFileOptions{Path: path})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := quarantined(t, st)
+	if rep.Inserted != 9*8 || rep.Quarantined != 1 || q[path+":5"].Reason != store.ReasonFutureTime {
+		t.Fatalf("report %s; quarantined %+v", rep, q)
+	}
+	ser, _ := st.ListSeries(context.Background(), store.SeriesFilter{Service: "app", Metric: "requests"})
+	if len(ser) != 1 || ser[0].Last.Year() != 2026 {
+		t.Errorf("series %+v", ser)
+	}
+}
+
+// TestTelemetryAdminFutureSecondKeepsPosition: the admin poller asks for
+// since= the second after the newest one read and saves it. A record from
+// 2126 in one answer moved that position past every second the proxy will
+// ever have (and saved it), so nothing was read again. The position now
+// follows the records with a usable time only.
+func TestTelemetryAdminFutureSecondKeepsPosition(t *testing.T) {
+	st := testStore(t)
+	var mu sync.Mutex
+	recs := []string{line(0, "app", "", 1), futureLine(1), line(2, "app", "", 1)}
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		since, _ := time.Parse(time.RFC3339, r.URL.Query().Get("since"))
+		asked = append(asked, r.URL.Query().Get("since"))
+		var out []json.RawMessage
+		for _, rec := range recs {
+			var probe struct {
+				TS time.Time `json:"ts"`
+			}
+			json.Unmarshal([]byte(rec), &probe)
+			if !probe.TS.Before(since) {
+				out = append(out, json.RawMessage(rec))
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"records": out})
+	}))
+	defer srv.Close()
+	poll := func() Report {
+		t.Helper()
+		rep, err := runSource(t, st, "telemetry", func(ctx context.Context, run *Run) error {
+			return ImportTelemetryAdmin(ctx, run, TelemetryAdminOptions{URL: srv.URL})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := poll(); rep.Inserted != 2*8 || rep.Reasons[store.ReasonFutureTime] != 1 {
+		t.Fatalf("first poll: %s", rep)
+	}
+	mu.Lock()
+	recs = append(recs, line(3, "app", "", 1))
+	mu.Unlock()
+	rep := poll()
+	mu.Lock()
+	if rep.Inserted != 8 || asked[1] != "2026-11-27T10:00:03Z" {
+		t.Fatalf("second poll asked since=%q: %s", asked[1], rep)
+	}
+	mu.Unlock()
+	// Following, the proxy answers the 2126 record on every poll: it is
+	// quarantined once.
+	ctx, cancel := context.WithCancel(context.Background())
+	run, _ := Begin(ctx, st, "telemetry", "follow")
+	done := make(chan error, 1)
+	go func() {
+		done <- ImportTelemetryAdmin(ctx, run, TelemetryAdminOptions{URL: srv.URL, Follow: true, Interval: time.Millisecond})
+	}()
+	eventually(t, 10*time.Second, "five more polls", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked) >= 7
+	})
+	cancel()
+	<-done
+	if rep, _ := run.Finish(context.Background(), context.Canceled); rep.Reasons[store.ReasonFutureTime] != 1 {
+		t.Errorf("following: %s", rep)
 	}
 }

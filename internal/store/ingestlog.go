@@ -51,13 +51,19 @@ const (
 	// ReasonTooOld: a point older than its series' raw retention (already
 	// compacted into rollups); writing it would corrupt them.
 	ReasonTooOld Reason = "too_old"
+	// ReasonFutureTime: a time further ahead of the ingest run's clock than
+	// the run allows (a day by default): a typo year (2126) or a source
+	// with a broken clock. Such a time would otherwise become the series'
+	// newest point, the importer's "read up to here" watermark, or an
+	// incident that never ends.
+	ReasonFutureTime Reason = "future_time"
 )
 
 // Reasons lists every reason, in the order status shows them.
 var Reasons = []Reason{ReasonMissingField, ReasonNotANumber, ReasonNegative, ReasonNotFinite,
 	ReasonDuplicateTimestamp, ReasonOutOfOrder, ReasonUnparseableTime, ReasonAmbiguousTime,
 	ReasonUnknownTimeZone, ReasonUnknownReference, ReasonDuplicateID, ReasonMalformed,
-	ReasonInvalidValue, ReasonTooOld}
+	ReasonInvalidValue, ReasonTooOld, ReasonFutureTime}
 
 // Quarantined is a row that failed validation, kept with its reason so that
 // nothing is dropped silently.

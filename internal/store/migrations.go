@@ -236,6 +236,17 @@ CREATE TABLE lineage (
 ) WITHOUT ROWID;
 CREATE INDEX lineage_dst ON lineage (dst);
 `},
+	// Retention used to be measured back from each series' newest point, so
+	// one point with a typo year (2126) aged every other point of its series
+	// past every horizon. It is now measured back from the clock, and a
+	// series says whether it has a horizon at all: a live series ('window')
+	// keeps a sliding window, an imported historical trace ('archive') keeps
+	// everything. The CSV traces of older stores were kept whole by the old
+	// rule (their newest point was their own end), so they become archives.
+	{5, "series retention: sliding window from the clock, or archive", `
+ALTER TABLE series ADD COLUMN retention TEXT NOT NULL DEFAULT 'window';
+UPDATE series SET retention = 'archive' WHERE source = 'csv';
+`},
 }
 
 // SchemaVersion is the newest schema this build knows.

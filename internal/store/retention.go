@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -70,6 +71,46 @@ func (r Retention) validate() error {
 	return nil
 }
 
+// RetentionMode says whether a series has a retention horizon.
+type RetentionMode string
+
+const (
+	// RetainWindow: the series keeps a sliding window back from the clock
+	// (Retention). The default: live sources (telemetry, Prometheus,
+	// forecasts) grow without end otherwise.
+	RetainWindow RetentionMode = "window"
+	// RetainArchive: the series keeps every point at every resolution. For
+	// imported historical traces (a CSV of 1995): their size is bounded by
+	// the file, and a wall-clock window would delete them at once.
+	RetainArchive RetentionMode = "archive"
+)
+
+// ParseRetentionMode reads "window" or "archive".
+func ParseRetentionMode(s string) (RetentionMode, error) {
+	switch m := RetentionMode(strings.ToLower(strings.TrimSpace(s))); m {
+	case RetainWindow, RetainArchive:
+		return m, nil
+	}
+	return "", fmt.Errorf("retention %q: use window (a sliding window back from now: live data) or archive (keep everything: a historical trace)", s)
+}
+
+// SetRetentionMode sets series id's retention mode.
+func (s *Store) SetRetentionMode(ctx context.Context, id int64, m RetentionMode) error {
+	if _, err := ParseRetentionMode(string(m)); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE series SET retention = ? WHERE id = ?`, string(m), id)
+		if err != nil {
+			return fmt.Errorf("store: series %d: set retention: %w", id, err)
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return fmt.Errorf("series %d: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
 // CompactResult counts what Compact deleted: raw points, 1-minute and
 // 1-hour buckets, quarantine rows and ingest runs.
 type CompactResult struct {
@@ -77,26 +118,34 @@ type CompactResult struct {
 	QuarantineDeleted, RunsDeleted         int64
 }
 
-// Compact applies the retention: per series, raw points older than Raw
-// before its newest point are deleted (their 1-minute buckets stay), then
-// 1-minute buckets older than Minute, then 1-hour buckets older than Hour.
-// It also trims the quarantine and run history. Each series is compacted in
-// its own short transaction so that writers are not held up for long.
+// Compact applies the retention as of the store's clock: for every window
+// series, raw points older than Raw before now are deleted (their 1-minute
+// buckets stay), then 1-minute buckets older than Minute, then 1-hour
+// buckets older than Hour. Archive series are left whole. It also trims the
+// quarantine and run history. Each series is compacted in its own short
+// transaction so that writers are not held up for long.
 func (s *Store) Compact(ctx context.Context) (CompactResult, error) {
+	return s.CompactAt(ctx, s.now())
+}
+
+// CompactAt is Compact as of now (an ingest run passes its own clock).
+// Nothing in the data moves the horizons, and points after now (forecasts)
+// are never touched.
+func (s *Store) CompactAt(ctx context.Context, now time.Time) (CompactResult, error) {
 	var res CompactResult
 	r := s.opts.Retention
 	series, err := s.ListSeries(ctx, SeriesFilter{})
 	if err != nil {
 		return res, err
 	}
+	at := ms(now)
+	rawFloor := floorTo(at-r.Raw.Milliseconds(), minuteMs)
+	m1Floor := floorTo(at-r.Minute.Milliseconds(), hourMs)
+	hFloor := floorTo(at-r.Hour.Milliseconds(), dayMs)
 	for _, x := range series {
-		if x.Last.IsZero() {
+		if x.Last.IsZero() || x.Retention == RetainArchive {
 			continue
 		}
-		last := ms(x.Last)
-		rawFloor := floorTo(last-r.Raw.Milliseconds(), minuteMs)
-		m1Floor := floorTo(last-r.Minute.Milliseconds(), hourMs)
-		hFloor := floorTo(last-r.Hour.Milliseconds(), dayMs)
 		if rawFloor <= ms0(x.RawFloor) && m1Floor <= ms0(x.MinuteFloor) {
 			continue
 		}

@@ -52,6 +52,9 @@ type Series struct {
 	// RawFloor is where raw points begin (older ones were compacted into
 	// the 1-minute rollup); MinuteFloor likewise for the 1-minute rollup.
 	RawFloor, MinuteFloor time.Time
+	// Retention says whether Compact keeps a sliding window of the series
+	// (RetainWindow) or all of it (RetainArchive).
+	Retention RetentionMode
 }
 
 // Point is one value at T, Unix milliseconds UTC. Millisecond integers keep
@@ -200,7 +203,7 @@ type SeriesFilter struct {
 // ListSeries returns the series matching f, ordered by service, endpoint,
 // metric.
 func (s *Store) ListSeries(ctx context.Context, f SeriesFilter) ([]Series, error) {
-	q := `SELECT id, service, endpoint, metric, source, last_ms, raw_floor_ms, m1_floor_ms FROM series WHERE 1=1`
+	q := `SELECT id, service, endpoint, metric, source, last_ms, raw_floor_ms, m1_floor_ms, retention FROM series WHERE 1=1`
 	var args []any
 	if f.Service != "" {
 		q += ` AND service = ?`
@@ -229,9 +232,11 @@ func (s *Store) ListSeries(ctx context.Context, f SeriesFilter) ([]Series, error
 		var x Series
 		var last sql.NullInt64
 		var rf, mf int64
-		if err := rows.Scan(&x.ID, &x.Service, &x.Endpoint, &x.Metric, &x.Source, &last, &rf, &mf); err != nil {
+		var mode string
+		if err := rows.Scan(&x.ID, &x.Service, &x.Endpoint, &x.Metric, &x.Source, &last, &rf, &mf, &mode); err != nil {
 			return nil, err
 		}
+		x.Retention = RetentionMode(mode)
 		x.Last = fromNullMs(last)
 		if rf != 0 {
 			x.RawFloor = fromMs(rf)

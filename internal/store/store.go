@@ -41,8 +41,9 @@ var ErrNotFound = errors.New("not found")
 type Options struct {
 	// Retention of each resolution; zero fields take DefaultRetention's.
 	Retention Retention
-	// Now is the clock used for bookkeeping timestamps (ingest runs,
-	// quarantine rows, created times). Default time.Now.
+	// Now is the store's clock: bookkeeping timestamps (ingest runs,
+	// quarantine rows, created times) and the instant retention is measured
+	// back from. Default time.Now.
 	Now func() time.Time
 	// BusyTimeout is how long a writer waits for another process holding
 	// the write lock. Default 10s.
@@ -127,6 +128,10 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Path is the file the store was opened on.
 func (s *Store) Path() string { return s.path }
+
+// Now reads the store's clock (Options.Now): the time retention is measured
+// back from, and the clock an ingest run judges "in the future" by.
+func (s *Store) Now() time.Time { return s.now() }
 
 // Retention returns the store's effective retention.
 func (s *Store) Retention() Retention { return s.opts.Retention }

@@ -248,7 +248,9 @@ func TestRangeMany(t *testing.T) {
 // below the raw floor is handed back as too old.
 func TestRetentionBoundsGrowth(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t, Options{Retention: Retention{Raw: 10 * time.Minute, Minute: 2 * time.Hour, Hour: 6 * time.Hour}})
+	// The clock follows the data, as it does for a live ingestion.
+	now := t0
+	s := openTest(t, Options{Now: func() time.Time { return now }, Retention: Retention{Raw: 10 * time.Minute, Minute: 2 * time.Hour, Hour: 6 * time.Hour}})
 	id := mustSeries(t, s, "cart", "requests")
 	var rawMax, minuteMax, hourMax int64
 	start := t0.UnixMilli()
@@ -262,6 +264,7 @@ func TestRetentionBoundsGrowth(t *testing.T) {
 		if _, err := s.WritePoints(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
+		now = time.UnixMilli(batch[len(batch)-1].T + step)
 		if _, err := s.Compact(ctx); err != nil {
 			t.Fatal(err)
 		}
