@@ -15,7 +15,7 @@ import (
 	"strings"
 )
 
-//go:embed *.yaml
+//go:embed *.yaml calendars/*.ics
 var files embed.FS
 
 // Names returns the embedded scenario names, sorted.
@@ -36,6 +36,16 @@ func Read(name string) ([]byte, error) {
 	b, err := files.ReadFile(name + ".yaml")
 	if err != nil {
 		return nil, fmt.Errorf("no scenario named %q: use one of %s, or a path to a YAML file", name, strings.Join(Names(), ", "))
+	}
+	return b, nil
+}
+
+// ReadFile returns a file the embedded scenarios reference (a calendar),
+// by its path relative to scenarios/.
+func ReadFile(path string) ([]byte, error) {
+	b, err := files.ReadFile(strings.TrimPrefix(path, "./"))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not among the files embedded with the scenarios", path)
 	}
 	return b, nil
 }

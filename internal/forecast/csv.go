@@ -88,7 +88,10 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 		}
 		return -1
 	}
+	// lines[i] is the line of rows[i]: empty lines are skipped, so the
+	// index is not the line.
 	var rows [][]string
+	var lines []int
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -100,11 +103,17 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 		if len(rows) >= maxCSVRows {
 			return nil, info, fmt.Errorf("%s: more than %d rows; split the file", name, maxCSVRows)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
-			line, _ := cr.FieldPos(0)
 			return nil, info, fmt.Errorf("%s:%d: %d columns, expected %d as in the header (%s)", name, line, len(rec), len(header), strings.Join(header, ","))
 		}
+		// A quoted field may hold a newline in CSV, but in a trace it is a
+		// stray quote that swallowed the lines up to the next quote.
+		if end, _ := cr.FieldPos(len(rec) - 1); end != line || strings.ContainsAny(rec[len(rec)-1], "\r\n") {
+			return nil, info, fmt.Errorf("%s:%d: a quoted field runs over to line %d (a stray quote?); a trace has one row per line", name, line, max(end, line+1))
+		}
 		rows = append(rows, append([]string(nil), rec...))
+		lines = append(lines, line)
 	}
 	info.Rows = len(rows)
 	if len(rows) < 2 {
@@ -131,7 +140,7 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 	for i, rec := range rows {
 		t, err := ParseTime(rec[tcol])
 		if err != nil {
-			return nil, info, fmt.Errorf("%s:%d: column %q: %v", name, i+2, header[tcol], err)
+			return nil, info, fmt.Errorf("%s:%d: column %q: %v", name, lines[i], header[tcol], err)
 		}
 		ts[i] = t
 	}
@@ -168,7 +177,7 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 		}
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-			return 0, fmt.Errorf("%s:%d: column %q: expected a finite number >= 0 (or empty for no data), got %q", name, i+2, header[vcol], s)
+			return 0, fmt.Errorf("%s:%d: column %q: expected a finite number >= 0 (or empty for no data), got %q", name, lines[i], header[vcol], s)
 		}
 		return f, nil
 	}
@@ -181,10 +190,13 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 					what = "decreasing"
 				}
 				return nil, info, fmt.Errorf("%s:%d: column %q: %s timestamp %s after %s; timestamps must strictly increase",
-					name, i+2, header[tcol], what, ts[i].Format(time.RFC3339Nano), ts[i-1].Format(time.RFC3339Nano))
+					name, lines[i], header[tcol], what, ts[i].Format(time.RFC3339Nano), ts[i-1].Format(time.RFC3339Nano))
 			}
 		}
 		step := modalInterval(ts)
+		if err := implausibleJump(name, header[tcol], ts, lines, step); err != nil {
+			return nil, info, err
+		}
 		if o.Step != 0 && o.Step != step {
 			return nil, info, fmt.Errorf("%s: the series' step is %v, not %v; --step is for aggregating arrivals", name, step, o.Step)
 		}
@@ -196,7 +208,7 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 			}
 			if off := ts[i].Sub(ts[0]); off%step != 0 {
 				return nil, info, fmt.Errorf("%s:%d: column %q: timestamp %s is off the %v grid that starts at %s; timestamps must be regular",
-					name, i+2, header[tcol], ts[i].Format(time.RFC3339Nano), step, ts[0].Format(time.DateTime))
+					name, lines[i], header[tcol], ts[i].Format(time.RFC3339Nano), step, ts[0].Format(time.DateTime))
 			}
 			pts[i] = Point{T: ts[i], V: v}
 		}
@@ -210,7 +222,7 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 		for i := 1; i < len(ts); i++ {
 			if ts[i].Before(ts[i-1]) {
 				return nil, info, fmt.Errorf("%s:%d: column %q: arrival %s before the previous row's %s; arrivals must be in time order",
-					name, i+2, header[tcol], ts[i].Format(time.RFC3339Nano), ts[i-1].Format(time.RFC3339Nano))
+					name, lines[i], header[tcol], ts[i].Format(time.RFC3339Nano), ts[i-1].Format(time.RFC3339Nano))
 			}
 		}
 		step := o.Step
@@ -219,6 +231,9 @@ func ReadCSV(r io.Reader, name string, o CSVOptions) (*Series, LoadInfo, error) 
 		}
 		if step <= 0 {
 			return nil, info, fmt.Errorf("%s: step %v: must be > 0", name, step)
+		}
+		if err := implausibleJump(name, header[tcol], ts, lines, step); err != nil {
+			return nil, info, err
 		}
 		origin := ts[0].Truncate(step)
 		n := int(ts[len(ts)-1].Sub(origin)/step) + 1
@@ -305,9 +320,37 @@ func modalInterval(ts []time.Time) time.Duration {
 	return best
 }
 
+// implausibleJump refuses a series whose first or last row is far from all
+// the others (one jump longer than ten times the rest of the file, and
+// than a thousand steps): a typo in the year. Read as data it is a series
+// of a century of gaps, or one that is refused for its length with no line
+// to look at. (A typo inside the file is a decreasing timestamp already.)
+func implausibleJump(name, col string, ts []time.Time, lines []int, step time.Duration) error {
+	if len(ts) < 2 {
+		return nil
+	}
+	at, gap := 0, time.Duration(0)
+	for i := 1; i < len(ts); i++ {
+		if d := ts[i].Sub(ts[i-1]); d > gap {
+			at, gap = i, d
+		}
+	}
+	rest := ts[len(ts)-1].Sub(ts[0]) - gap
+	if gap/1000 <= step || gap/10 <= rest {
+		return nil
+	}
+	return fmt.Errorf("%s:%d: column %q: the time jumps from %s to %s, while the rest of the file spans %v: a typo in the year? fix or remove the row",
+		name, lines[at], col, ts[at-1].Format(time.DateTime), ts[at].Format(time.DateTime), rest)
+}
+
 func csvErr(name string, err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, csv.ErrQuote) {
+			// The quote was opened where the record starts; where the
+			// reader noticed is usually the end of the file.
+			return fmt.Errorf("%s:%d: a quoted field opened on this line is not closed (read on to line %d): a stray quote? %w", name, pe.StartLine, pe.Line, pe.Err)
+		}
 		return fmt.Errorf("%s:%d: malformed CSV at column %d: %w", name, pe.Line, pe.Column, pe.Err)
 	}
 	return fmt.Errorf("%s: %w", name, err)

@@ -43,6 +43,16 @@ func TestReadCSVErrorsNameTheLine(t *testing.T) {
 		{"columns", "t,v\n2024-01-01 00:00:00,1,9\n", "t.csv:2: 3 columns, expected 2"},
 		{"no value col", "t\n2024-01-01 00:00:00\n2024-01-01 00:01:00\n", "only a time column"},
 		{"empty", "", "empty file"},
+		// Empty lines are skipped by the reader: the line is still the
+		// file's (it was the row index + 2).
+		{"after blank lines", "t,v\n\n2024-01-01 00:00:00,1\n\n\n2024-01-01 00:01:00,-3\n", "t.csv:6: column \"v\""},
+		// A stray quote: named where it opens (it was the last line, where
+		// the reader gave up), not a row that swallows the ones after it.
+		{"stray quote", "t,v\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,\"2\n2024-01-01 00:02:00,3\n2024-01-01 00:03:00,4\n", "t.csv:3: a quoted field opened on this line is not closed"},
+		{"quote over lines", "t,v\n2024-01-01 00:00:00,\"1\n2024-01-01 00:01:00,2\"\n2024-01-01 00:02:00,3\n", "t.csv:2: a quoted field runs over to line 3"},
+		// A typo in the year of the last row: a century of gaps before.
+		{"typo year last", "t,v\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,2\n2024-01-01 02:00:00,3\n2124-01-01 03:00:00,4\n", "t.csv:5: column \"t\": the time jumps from 2024-01-01 02:00:00 to 2124-01-01 03:00:00"},
+		{"typo year first", "t,v\n1924-01-01 00:00:00,1\n2024-01-01 01:00:00,2\n2024-01-01 02:00:00,3\n2024-01-01 03:00:00,4\n", "t.csv:3: column \"t\": the time jumps from 1924"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,6 +65,19 @@ func TestReadCSVErrorsNameTheLine(t *testing.T) {
 	_, _, err := ReadCSV(strings.NewReader("a,b\n2024-01-01,1\n2024-01-02,2\n"), "t.csv", CSVOptions{ValueCol: "c"})
 	if err == nil || !strings.Contains(err.Error(), "--value-col") {
 		t.Fatalf("unknown column: %v", err)
+	}
+}
+
+func TestReadCSVTypoYearInArrivals(t *testing.T) {
+	in := "t\n2024-01-01 00:00:01\n2024-01-01 00:00:02\n2024-01-01 00:10:00\n2024-01-01 00:20:00\n2224-01-01 00:20:00\n"
+	_, _, err := ReadCSV(strings.NewReader(in), "a.csv", CSVOptions{Mode: "arrivals", Step: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "a.csv:6: column \"t\": the time jumps") {
+		t.Fatalf("err = %v", err)
+	}
+	// A long pause between two sessions of data is not a typo.
+	in = "t,v\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,2\n2024-01-01 02:00:00,3\n2024-01-03 02:00:00,4\n2024-01-03 03:00:00,4\n"
+	if _, _, err := ReadCSV(strings.NewReader(in), "p.csv", CSVOptions{Mode: "series"}); err != nil {
+		t.Fatalf("a pause: %v", err)
 	}
 }
 

@@ -197,6 +197,11 @@ func (v *Values) UnmarshalJSON(b []byte) error {
 		if tok == "null" {
 			out = append(out, math.NaN())
 		} else {
+			// strconv reads Inf, NaN and hex floats too; JSON has none of
+			// them, and an infinity in a payload would reach the models.
+			if !jsonNumber(tok) {
+				return fmt.Errorf("values: %q is not a JSON number", tok)
+			}
 			f, err := parseFloat(tok)
 			if err != nil {
 				return fmt.Errorf("values: %q: %w", tok, err)
@@ -210,6 +215,45 @@ func (v *Values) UnmarshalJSON(b []byte) error {
 	}
 	*v = out
 	return nil
+}
+
+// jsonNumber reports whether s is a JSON number (RFC 8259 §6):
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func jsonNumber(s string) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 func skipSpace(b []byte, i int) int {

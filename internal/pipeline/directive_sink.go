@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/forecast"
 	"github.com/lbsys/lbsys/internal/gaia/client"
-	"github.com/lbsys/lbsys/internal/gaia/fsm"
 	"github.com/lbsys/lbsys/internal/planner"
 	"github.com/lbsys/lbsys/internal/store"
 )
@@ -62,9 +62,9 @@ const reasonPrefix = "lbsys pipeline run "
 // directive sink uses.
 type Coordinator interface {
 	Directive(ctx context.Context, version uint64, stale bool) (*directive.Directive, error)
-	Propose(ctx context.Context, r client.ProposeRequest) (*fsm.Change, error)
-	Changes(ctx context.Context, state string, limit int) ([]client.ChangeSummary, error)
-	Decide(ctx context.Context, id uint64, action, reason string) (*fsm.Change, error)
+	Propose(ctx context.Context, r change.ProposeRequest) (*change.Change, error)
+	Changes(ctx context.Context, state string, limit int) ([]change.ChangeSummary, error)
+	Decide(ctx context.Context, id uint64, action, reason string) (*change.Change, error)
 }
 
 // DirectiveSink closes the loop from forecasts to directives: for every
@@ -129,12 +129,12 @@ type DirectiveResult struct {
 
 // ProposedChange is the coordinator's answer to a proposal.
 type ProposedChange struct {
-	ID      uint64      `json:"id"`
-	Type    fsm.Type    `json:"type"`
-	State   fsm.State   `json:"state"`
-	Outcome fsm.Outcome `json:"outcome,omitempty"`
-	Detail  string      `json:"detail,omitempty"`
-	Key     string      `json:"key"`
+	ID      uint64         `json:"id"`
+	Type    change.Type    `json:"type"`
+	State   change.State   `json:"state"`
+	Outcome change.Outcome `json:"outcome,omitempty"`
+	Detail  string         `json:"detail,omitempty"`
+	Key     string         `json:"key"`
 	// Policy lists why the assessment found it outside the standard
 	// policy, if it did.
 	Policy []string `json:"policy,omitempty"`
@@ -226,7 +226,7 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 		res.Outcome = "dry run"
 		return nil
 	}
-	if current != nil && directive.Equal(withoutWhy(current), withoutWhy(dir)) {
+	if current != nil && directive.Equal(current.WithoutReasons(), dir.WithoutReasons()) {
 		// Only the evidence differs: a new version would change nothing
 		// on any proxy. The forecast itself is in the store.
 		res.Outcome = "unchanged"
@@ -246,7 +246,7 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 	// change becomes stable first, the coordinator refuses or cancels this
 	// one (outcome stale) instead of letting it undo the other's
 	// differences, and the next run plans on top of it.
-	ch, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Standard, Reason: reason, Directive: dir, IdempotencyKey: key, IfStable: res.Base})
+	ch, err := k.Coordinator.Propose(cctx, change.ProposeRequest{Type: change.Standard, Reason: reason, Directive: dir, IdempotencyKey: key, IfStable: res.Base})
 	if err != nil {
 		var ce *client.Error
 		if errors.As(err, &ce) && ce.Status == http.StatusConflict {
@@ -257,24 +257,24 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 	res.Standard = proposed(ch, key)
 	mine := ch.ID
 	switch {
-	case ch.State == fsm.Canceled && ch.Outcome == fsm.Rejected:
+	case ch.State == change.Canceled && ch.Outcome == change.Rejected:
 		// Outside the standard policy: an approver decides.
 		nkey := key + ":normal"
 		reason := reason + "; outside the standard-change policy (" + ch.Detail + ")"
 		// The policy notes can be long; an approver reads the reason in
 		// `lbsys change list` and the audit log, and the notes stay whole
 		// in the standard change's assessment.
-		n, err := k.Coordinator.Propose(cctx, client.ProposeRequest{Type: fsm.Normal, Reason: truncate(reason, 2000), Directive: dir, IdempotencyKey: nkey, IfStable: res.Base})
+		n, err := k.Coordinator.Propose(cctx, change.ProposeRequest{Type: change.Normal, Reason: truncate(reason, 2000), Directive: dir, IdempotencyKey: nkey, IfStable: res.Base})
 		if err != nil {
 			return fmt.Errorf("directive sink: the standard change %d was outside the policy, and proposing it as a normal change failed: %w", ch.ID, err)
 		}
 		res.Normal = proposed(n, nkey)
 		mine = n.ID
 		res.Outcome = "awaiting approval"
-		if n.State != fsm.Authorize {
+		if n.State != change.Authorize {
 			res.Outcome = string(n.State) // a replayed key: the change moved on since
 		}
-	case ch.State == fsm.Canceled:
+	case ch.State == change.Canceled:
 		res.Outcome = "refused"
 	default:
 		res.Outcome = "auto-approved"
@@ -284,17 +284,7 @@ func (k *DirectiveSink) Deliver(ctx context.Context, d Delivery) error {
 }
 
 // withoutWhy returns a copy of d without the why blocks.
-func withoutWhy(d *directive.Directive) *directive.Directive {
-	c := d.Clone()
-	for _, s := range c.Services {
-		if s != nil {
-			s.Why = nil
-		}
-	}
-	return c
-}
-
-func proposed(ch *fsm.Change, key string) *ProposedChange {
+func proposed(ch *change.Change, key string) *ProposedChange {
 	p := &ProposedChange{ID: ch.ID, Type: ch.Type, State: ch.State, Outcome: ch.Outcome, Detail: ch.Detail, Key: key}
 	if a := ch.Assessment; a != nil && !a.WithinPolicy {
 		p.Policy = a.Notes
@@ -320,7 +310,7 @@ func (k *DirectiveSink) withdraw(ctx context.Context, keep, base uint64, request
 			notes = append(notes, fmt.Sprintf("change %d (%s, %s, by %s) is open too; if it becomes stable first, this plan (made on version %d) is canceled as stale and the next run plans on top of it; if this one does, the other replaces it unless it was proposed with if_stable",
 				c.ID, c.Type, c.State, c.Requester, base))
 		}
-		if c.ID >= keep || c.Type != fsm.Normal || c.State != fsm.Authorize || !ours {
+		if c.ID >= keep || c.Type != change.Normal || c.State != change.Authorize || !ours {
 			continue
 		}
 		if _, err := k.Coordinator.Decide(ctx, c.ID, "cancel", fmt.Sprintf("superseded by change %d of pipeline run %s", keep, run)); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/forecast"
+	"github.com/lbsys/lbsys/internal/scaler"
 )
 
 // Defaults of Options. Each says why it has its value.
@@ -169,6 +170,24 @@ type Input struct {
 	Current            *directive.Service
 	CurrentCommittedAt time.Time
 	CurrentVersion     uint64
+	// Proxies is the number of proxies sharing the service's load (each
+	// runs its own limiter, so admission is planned for a proxy's share).
+	// 0 counts as 1.
+	Proxies int
+	// Scale is the predictive scaler's decision for the service
+	// (internal/scaler): when set it is the section's scale
+	// recommendation, a floor with its reason and lapse time. When nil the
+	// planner falls back to the replicas the demonstrated throughput asks
+	// for.
+	Scale *scaler.Decision
+	// EndpointCapacity is each endpoint's learned capacity (its rate at
+	// full utilisation, from load reports); when given, weights follow it
+	// instead of the demonstrated throughput.
+	EndpointCapacity map[string]float64
+	// Cache is what the planner knows of the service's response cache
+	// (see cache.go); nil: the proxies do not cache the service and the
+	// section's cache part is kept as it is.
+	Cache *CacheInput
 }
 
 // Model identifies the model behind a forecast.
@@ -213,9 +232,14 @@ type Plan struct {
 	// window; Replicas the recommendation (0: none).
 	Current  int `json:"current"`
 	Replicas int `json:"replicas,omitempty"`
-	// Planned lists what the planner set: admission, scale, weights.
+	// Planned lists what the planner set: admission, scale, weights,
+	// cache.
 	Planned []string `json:"planned,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
+	// Cache is the cache part the planner decided when Input.Cache was
+	// given (nil: nothing to warm now; the section's cache is then
+	// cleared), whether or not a Section was planned.
+	Cache *directive.Cache `json:"cache,omitempty"`
+	Notes []string         `json:"notes,omitempty"`
 }
 
 // ceil rounds up, forgiving float error just above an integer (7.0000001
@@ -458,14 +482,26 @@ func PlanService(in Input, m Model, o Options) Plan {
 		note("admission not planned: the forecast's upper band is zero")
 	default:
 		lat := p.P50ms / 1000
-		p.Concurrency = p.UpperPeakRPS * lat
+		nproxies := max(1, in.Proxies)
+		p.Concurrency = p.UpperPeakRPS / float64(nproxies) * lat
 		seed := max(1, ceil(p.Concurrency*o.Headroom))
-		floor := ceil(p.PeakRPS * lat)
-		why := fmt.Sprintf("admission seed %d = ⌈%.4g rps × %.4g s p50 × %.3g headroom⌉", seed, round3(p.UpperPeakRPS), round3(lat), o.Headroom)
+		if seed <= o.MinLimitFloor {
+			// The limiter never goes below its floor, and a seed only
+			// raises the limit: a seed this small would change nothing
+			// but the directive's version.
+			note("admission not planned: the forecast concurrency needs a limit of %d, within the limiter's floor %d", seed, o.MinLimitFloor)
+			break
+		}
+		floor := ceil(p.PeakRPS / float64(nproxies) * lat)
+		share := ""
+		if nproxies > 1 {
+			share = fmt.Sprintf(" / %d proxies", nproxies)
+		}
+		why := fmt.Sprintf("admission seed %d = ⌈%.4g rps%s × %.4g s p50 × %.3g headroom⌉", seed, round3(p.UpperPeakRPS), share, round3(lat), o.Headroom)
 		if floor < o.MinLimitFloor {
 			floor = 0 // the configured floor stays; see DefaultMinLimitFloor
 		} else {
-			why += fmt.Sprintf(", min %d = ⌈%.4g rps point peak × p50⌉", floor, round3(p.PeakRPS))
+			why += fmt.Sprintf(", min %d = ⌈%.4g rps point peak%s × p50⌉", floor, round3(p.PeakRPS), share)
 		}
 		var cur *directive.Admission
 		if in.Current != nil {
@@ -476,6 +512,7 @@ func PlanService(in Input, m Model, o Options) Plan {
 			seed = cur.Seed
 		}
 		seed = max(seed, floor)
+		at := p.UpperPeakAt
 		adm := &directive.Admission{Seed: seed, Min: floor}
 		if cur != nil && cur.Cap > 0 {
 			adm.Cap = cur.Cap
@@ -485,14 +522,45 @@ func PlanService(in Input, m Model, o Options) Plan {
 				note("the forecast concurrency needs a limit above the directive's cap %d; raising a cap is left to a person", cur.Cap)
 			}
 		}
+		adm.Why = &directive.Reason{Text: why, Driver: "forecast", LoadRPS: round3(p.UpperPeakRPS), At: &at,
+			ExpectedEffect: "the limit starts where the forecast concurrency needs it instead of learning it during the peak"}
 		sec.Admission = adm
 		p.Planned = append(p.Planned, "admission")
 		effect = append(effect, why)
 	}
 
-	// Scale: replicas for the upper-band peak at the target utilisation
-	// of the per-replica throughput the endpoints demonstrated.
-	switch {
+	// Scale: the predictive scaler's floor when one was decided (see
+	// internal/scaler), else replicas for the upper-band peak at the
+	// target utilisation of the per-replica throughput the endpoints
+	// demonstrated.
+	switch d := in.Scale; {
+	case d != nil && d.Floor > 0:
+		p.Replicas = d.Floor
+		sc := &directive.Scale{Replicas: d.Floor, Current: p.Current}
+		if !d.ReadyBy.IsZero() {
+			by := d.ReadyBy.UTC()
+			sc.By = &by
+		}
+		if !d.Until.IsZero() {
+			u := d.Until.UTC()
+			sc.Until = &u
+		}
+		r := &directive.Reason{Text: clip(d.Why), Driver: d.Driver, LoadRPS: round3(d.LoadRPS), PerReplicaRPS: round3(d.PerReplicaRPS),
+			ExpectedEffect: "the autoscaler holds at least this many replicas, so the capacity is ready before the load arrives"}
+		if !d.NeededAt.IsZero() {
+			na := d.NeededAt.UTC()
+			r.At = &na
+		}
+		if d.Event != nil {
+			r.Event = d.Event.Category + " " + d.Event.Start.UTC().Format(time.RFC3339)
+		}
+		sc.Why = r
+		sec.Scale = sc
+		p.Planned = append(p.Planned, "scale")
+		effect = append(effect, d.Why)
+	case d != nil:
+		sec.Scale = nil
+		note("scale: %s", d.Why)
 	case p.Current == 0:
 		note("scale not planned: no endpoint of the service reports telemetry")
 	case p.PerReplicaRPS <= 0:
@@ -516,6 +584,7 @@ func PlanService(in Input, m Model, o Options) Plan {
 				}
 			}
 		}
+		sc.Why = &directive.Reason{Text: clip(why), Driver: "telemetry", LoadRPS: round3(p.UpperPeakRPS), PerReplicaRPS: round3(p.PerReplicaRPS)}
 		sec.Scale = sc
 		p.Planned = append(p.Planned, "scale")
 		effect = append(effect, why)
@@ -523,17 +592,45 @@ func PlanService(in Input, m Model, o Options) Plan {
 
 	// Weights: proportional to demonstrated throughput, only when every
 	// endpoint in rotation has shown its own.
-	if w, why := weights(in.Current, current, p.Capacity, o); w != nil {
+	capacity, basis := p.Capacity, fmt.Sprintf("demonstrated throughput (p%.0f of per-minute rates)", o.ThroughputQuantile*100)
+	if len(in.EndpointCapacity) > 0 {
+		capacity, basis = in.EndpointCapacity, "learned capacity (rate at full utilisation, from load reports)"
+	}
+	if w, why := weights(in.Current, current, capacity, basis, o); w != nil {
 		if sec.Weights == nil {
 			sec.Weights = map[string]float64{}
 		}
 		for ep, v := range w {
 			sec.Weights[ep] = v
 		}
+		sec.WeightsWhy = &directive.Reason{Text: clip(why), Driver: "capacity",
+			ExpectedEffect: "each endpoint gets load in proportion to what it can serve"}
 		p.Planned = append(p.Planned, "weights")
 		effect = append(effect, why)
 	} else if why != "" {
 		note("weights not planned: %s", why)
+	}
+
+	// Cache: warm lists before announced events and forecast peaks, TTL
+	// hints where the origin leaves freshness to the cache.
+	if in.Cache != nil {
+		var cur *directive.Cache
+		if in.Current != nil {
+			cur = in.Current.Cache
+		}
+		cp := planCache(in.Cache, path, cur)
+		p.Notes = append(p.Notes, cp.notes...)
+		p.Cache, sec.Cache = cp.section, cp.section
+		switch {
+		case cp.section != nil:
+			p.Planned = append(p.Planned, "cache")
+			effect = append(effect, cp.section.Why.Text)
+		case cur != nil:
+			// Dropping a list whose event is over is a plan too: the
+			// proxies clear the hints it carried.
+			p.Planned = append(p.Planned, "cache")
+			effect = append(effect, fmt.Sprintf("cache warm list of version %d dropped: no announced event or forecast peak ahead to warm for", in.CurrentVersion))
+		}
 	}
 
 	if len(p.Planned) == 0 {
@@ -562,6 +659,14 @@ func PlanService(in Input, m Model, o Options) Plan {
 	return p
 }
 
+// clip keeps a reason within the schema's 4096 bytes.
+func clip(s string) string {
+	if len(s) > 4000 {
+		return s[:3990] + " …"
+	}
+	return s
+}
+
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
 		if y == x {
@@ -581,144 +686,6 @@ func hasPart(s *directive.Service, what string) bool {
 		return len(s.Weights) > 0
 	}
 	return false
-}
-
-// weights returns planned weights for the endpoints in rotation (current
-// endpoints whose current weight is not 0), proportional to demonstrated
-// throughput and normalised to a mean of 1 (the factor of an endpoint a
-// directive leaves out), or nil and why not.
-func weights(cur *directive.Service, current []endpointStats, capacity map[string]float64, o Options) (map[string]float64, string) {
-	var rot []string
-	for _, s := range current {
-		if cur != nil {
-			if w, ok := cur.Weights[s.address]; ok && w == 0 {
-				continue // out of rotation by a person's choice: stays so
-			}
-		}
-		rot = append(rot, s.address)
-	}
-	sort.Strings(rot)
-	switch {
-	case len(rot) < 2:
-		return nil, fmt.Sprintf("%d endpoint(s) in rotation; weights need two or more", len(rot))
-	}
-	var missing, bad []string
-	var sum float64
-	for _, ep := range rot {
-		if !hostPort(ep) {
-			bad = append(bad, ep)
-		}
-		c, ok := capacity[ep]
-		if !ok {
-			missing = append(missing, ep)
-		}
-		sum += c
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Sprintf("endpoint names %s are not host:port addresses", strings.Join(bad, ", "))
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Sprintf("the throughput of %s is not known well enough", strings.Join(missing, ", "))
-	}
-	mean := sum / float64(len(rot))
-	out := make(map[string]float64, len(rot))
-	parts := make([]string, 0, len(rot))
-	for _, ep := range rot {
-		w := math.Max(o.MinWeight, round2(capacity[ep]/mean))
-		out[ep] = w
-		parts = append(parts, fmt.Sprintf("%s %.4g rps → %g", ep, round3(capacity[ep]), w))
-	}
-	return out, fmt.Sprintf("weights ∝ demonstrated throughput (p%.0f of per-minute rates), mean 1: %s", o.ThroughputQuantile*100, strings.Join(parts, ", "))
-}
-
-// evidence builds the why block.
-func evidence(in Input, m Model, p Plan, path []pathPoint, o Options, effect []string) *directive.Why {
-	w := &directive.Why{Model: m.String(), Blessed: true}
-	for _, i := range thinIndexes(path, o.MaxWhyPoints) {
-		pt := path[i]
-		w.Forecast = append(w.Forecast, directive.Point{At: pt.at, RPS: round3(pt.rps), Hi: round3(pt.high)})
-	}
-	// Drivers: each feature's largest attributed effect over the
-	// horizons, in rps (the forecast's unit times RPSPerUnit).
-	k := in.RPSPerUnit
-	if !(k > 0) || math.IsInf(k, 0) {
-		k = 1
-	}
-	eff := map[string]float64{}
-	for _, h := range in.Forecast.Horizons {
-		for _, d := range h.Drivers {
-			if math.IsNaN(d.Effect) || math.IsInf(d.Effect, 0) {
-				continue
-			}
-			if v, ok := eff[d.Feature]; !ok || math.Abs(d.Effect*k) > math.Abs(v) {
-				eff[d.Feature] = d.Effect * k
-			}
-		}
-	}
-	names := make([]string, 0, len(eff))
-	for n := range eff {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		a, b := math.Abs(eff[names[i]]), math.Abs(eff[names[j]])
-		if a != b {
-			return a > b
-		}
-		return names[i] < names[j]
-	})
-	for _, n := range names[:min(len(names), o.TopFeatures)] {
-		if w.Features == nil {
-			w.Features = map[string]float64{}
-		}
-		w.Features[n] = round3(eff[n])
-	}
-	text := fmt.Sprintf("upper-band peak %.4g rps at %s (point peak %.4g rps at %s)", round3(p.UpperPeakRPS),
-		p.UpperPeakAt.Format(time.RFC3339), round3(p.PeakRPS), p.PeakAt.Format(time.RFC3339))
-	if in.Unit != "" {
-		text += "; forecast in " + in.Unit
-	}
-	text += "; " + strings.Join(effect, "; ")
-	if len(w.Features) > 0 {
-		text += "; features are drivers' attributed effects in rps"
-	}
-	if len(text) > 4000 { // the schema allows 4096 bytes
-		text = text[:3990] + " …"
-	}
-	w.ExpectedEffect = text
-	return w
-}
-
-// thinIndexes picks at most n indexes of path, evenly spread, always
-// including the peaks of the point forecast and of the upper band.
-func thinIndexes(path []pathPoint, n int) []int {
-	if len(path) <= n {
-		out := make([]int, len(path))
-		for i := range out {
-			out[i] = i
-		}
-		return out
-	}
-	keep := map[int]bool{}
-	pk, uk := 0, 0
-	for i, pt := range path {
-		if pt.rps > path[pk].rps {
-			pk = i
-		}
-		if pt.high > path[uk].high {
-			uk = i
-		}
-	}
-	keep[pk], keep[uk] = true, true
-	spread := max(1, n-2) // the other slots, evenly over the path (first and last included)
-	for i := 0; i < spread; i++ {
-		keep[i*(len(path)-1)/max(1, spread-1)] = true
-	}
-	out := make([]int, 0, len(keep))
-	for i := range keep {
-		out = append(out, i)
-	}
-	sort.Ints(out)
-	return out
 }
 
 func cloneSection(s *directive.Service) *directive.Service {

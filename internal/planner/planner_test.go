@@ -9,6 +9,7 @@ import (
 
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/forecast"
+	"github.com/lbsys/lbsys/internal/scaler"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
@@ -140,11 +141,11 @@ func TestPlanServiceArithmetic(t *testing.T) {
 			name: "light load",
 			in: Input{Service: "catalog", RPSPerUnit: 1, Observed: obs(a, b),
 				Forecast: fc([]float64{1}, []float64{2}, []float64{0, 2, 1, 1}, []float64{0, 3, 2, 2})},
+			// A seed of 1 is within the limiter's floor (10): not planned.
 			peak: 2, upper: 3, p50: 48,
-			adm:     &directive.Admission{Seed: 1},
 			scale:   &directive.Scale{Replicas: 1, Current: 2},
 			weights: map[string]float64{"10.0.0.1:9001": 1.2, "10.0.0.2:9001": 0.8},
-			planned: "admission,scale,weights",
+			planned: "scale,weights",
 		},
 		{
 			// Very unequal capacity: the slow endpoint keeps the floor 0.1.
@@ -197,6 +198,12 @@ func TestPlanServiceArithmetic(t *testing.T) {
 				return
 			}
 			s := p.Section
+			// Every planned field carries its reason; the arithmetic is
+			// compared without it.
+			if (s.Admission != nil && s.Admission.Why == nil) || (s.Scale != nil && s.Scale.Why == nil) || (s.Weights != nil && s.WeightsWhy == nil) {
+				t.Errorf("a planned field without its reason: %s", js(s))
+			}
+			s = withoutReasons(s)
 			if !jsonEq(s.Admission, tc.adm) || !jsonEq(s.Scale, tc.scale) || !jsonEq(s.Weights, tc.weights) {
 				t.Errorf("admission %s scale %s weights %s\nwant %s %s %s\nnotes %v", js(s.Admission), js(s.Scale), js(s.Weights),
 					js(tc.adm), js(tc.scale), js(tc.weights), p.Notes)
@@ -335,4 +342,61 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// withoutReasons copies a section with the per-field reasons removed.
+func withoutReasons(s *directive.Service) *directive.Service {
+	c := cloneSection(s)
+	c.WeightsWhy = nil
+	if c.Admission != nil {
+		c.Admission.Why = nil
+	}
+	if c.Scale != nil {
+		c.Scale.Why = nil
+	}
+	if c.Cache != nil {
+		c.Cache.Why = nil
+	}
+	return c
+}
+
+// With the predictive scaler's decision the scale recommendation is its
+// floor, with its lapse time and reason; admission is planned for one
+// proxy's share; weights follow learned capacity when given.
+func TestPlanServiceWithScalerAndProxies(t *testing.T) {
+	a, b := ep("10.0.0.1:9001", 60, 60, 40), ep("10.0.0.2:9001", 60, 40, 60)
+	ready, until, needed := t0.Add(20*time.Minute), t0.Add(90*time.Minute), t0.Add(30*time.Minute)
+	d := &scaler.Decision{Service: "catalog", Floor: 30, Need: 30, Driver: "event", LoadRPS: 1800, PerReplicaRPS: 100,
+		NeededAt: needed, ReadyBy: ready, Until: until, Why: "floor 30 replicas for announced flash-sale",
+		Event: &scaler.Event{Category: "flash-sale", Start: needed}}
+	in := Input{Service: "catalog", Forecast: standardForecast(), RPSPerUnit: 1, Observed: obs(a, b), Proxies: 2, Scale: d,
+		EndpointCapacity: map[string]float64{"10.0.0.1:9001": 300, "10.0.0.2:9001": 100}}
+	p := PlanService(in, model, Options{MinLimitFloor: 5})
+	s := p.Section
+	if s == nil {
+		t.Fatalf("no section; notes %v", p.Notes)
+	}
+	sc := s.Scale
+	if sc == nil || sc.Replicas != 30 || sc.By == nil || !sc.By.Equal(ready) || sc.Until == nil || !sc.Until.Equal(until) {
+		t.Fatalf("scale %s", js(sc))
+	}
+	if r := sc.Why; r == nil || r.Driver != "event" || r.Event != "flash-sale 2026-11-27T10:30:00Z" || r.PerReplicaRPS != 100 || r.LoadRPS != 1800 ||
+		r.At == nil || !r.At.Equal(needed) {
+		t.Errorf("scale reason %s", js(sc.Why))
+	}
+	// Seed ⌈260/2 × 0.048 × 1/0.7⌉ = ⌈8.91⌉ = 9.
+	if s.Admission == nil || s.Admission.Seed != 9 || !strings.Contains(s.Admission.Why.Text, "/ 2 proxies") {
+		t.Errorf("admission %s", js(s.Admission))
+	}
+	// Learned capacity 300 and 100, mean 200: weights 1.5 and 0.5.
+	if s.Weights["10.0.0.1:9001"] != 1.5 || s.Weights["10.0.0.2:9001"] != 0.5 || !strings.Contains(s.WeightsWhy.Text, "learned capacity") {
+		t.Errorf("weights %v (%s)", s.Weights, js(s.WeightsWhy))
+	}
+	// A decision without a floor removes the recommendation and says why.
+	in.Scale = &scaler.Decision{Why: "no floor: nothing needs capacity"}
+	in.Current = s
+	p = PlanService(in, model, Options{})
+	if p.Section.Scale != nil || !strings.Contains(strings.Join(p.Notes, " "), "nothing needs capacity") {
+		t.Errorf("scale %s notes %v", js(p.Section.Scale), p.Notes)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/balance"
 )
@@ -46,7 +47,14 @@ type service struct {
 
 	speedRng *rand.Rand
 	hpa      *hpa
-	cookie   bool // affinity: cookie
+	cookie   bool               // affinity: cookie
+	section  *directive.Service // the directive section in force (autoscaler floor)
+
+	// ks is the key space of the proxies' cache of the service (nil: not
+	// cached); cachedRoute the route warm fetches ask (its first cached
+	// class).
+	ks          *keyspace
+	cachedRoute *route
 }
 
 func newService(s *Sim, idx int, spec *Service) *service {
@@ -148,16 +156,17 @@ type replica struct {
 	prof      *profile
 
 	billStart, billEnd int64
-	hpaBusy            int64 // busyAcc at the last autoscaler sync
-	hpaAt              int64
-	upSince            int64 // last time it became ready
-	mBusy, mAt         int64 // busyAcc at the last minute boundary
+	snaps              []busySnap // busy integral at the autoscaler's recent syncs
+	createdAt          int64      // when the autoscaler asked for it
+	upSince            int64      // last time it became ready
+	mBusy, mAt         int64      // busyAcc at the last minute boundary
+	mServed            int64      // answers in the current minute
 }
 
 func (svc *service) addReplica() *replica {
 	id := len(svc.reps)
 	r := &replica{svc: svc, id: id, name: fmt.Sprintf("%s-%d", svc.name, id), state: repPending,
-		workers: svc.spec.Workers, billStart: -1, billEnd: -1}
+		workers: svc.spec.Workers, billStart: -1, billEnd: -1, createdAt: svc.s.now()}
 	r.slots = make([]*attempt, r.workers)
 	r.free = make([]int, r.workers)
 	for i := range r.free {
@@ -188,6 +197,7 @@ func (r *replica) becomeReady(initial bool) {
 		r.served = math.MaxInt32
 	} else {
 		r.startedAt = s.now()
+		s.met.startup(r.svc, s.now()-r.createdAt)
 	}
 	r.busyAt = s.now()
 	r.upSince = s.now()

@@ -101,8 +101,7 @@ func (ss *session) onResponse(r *request) {
 	lat := s.now() - r.clientStart
 	if lat > s.abandonNs {
 		// The visitor stopped waiting before the answer came.
-		s.met.dropOff()
-		s.freeSession(ss)
+		ss.dropOff()
 		return
 	}
 	if r.shed || r.fail != failNone || r.status >= 500 {
@@ -113,13 +112,24 @@ func (ss *session) onResponse(r *request) {
 			s.eng.after(int64(ss.tries)*st.backoff, ss, int64(ss.gen)<<8|sessRetry)
 			return
 		}
-		s.met.dropOff()
-		s.freeSession(ss)
+		ss.dropOff()
 		return
 	}
 	ss.call++
 	ss.tries = 0
 	ss.sendCall()
+}
+
+// dropOff ends a session that left on an error or a slow answer; a
+// session that was going to check out (its drawn path reached the
+// completing step) is a lost checkout.
+func (ss *session) dropOff() {
+	s := ss.s
+	s.met.dropOff()
+	if c := s.completeStep; c >= 0 && ss.steps > c && ss.step <= c {
+		s.met.lostCheckout()
+	}
+	s.freeSession(ss)
 }
 
 func (ss *session) handle(arg int64) {

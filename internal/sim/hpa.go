@@ -1,55 +1,35 @@
 package sim
 
 import (
-	"math"
-	"time"
+	"github.com/lbsys/lbsys/internal/scaler"
 )
 
-// hpa is a reactive autoscaler faithful to the Kubernetes
-// HorizontalPodAutoscaler, autoscaling/v2, on average CPU utilisation
-// (kubernetes/kubernetes pkg/controller/podautoscaler: horizontal.go and
-// replica_calculator.go; https://kubernetes.io/docs/tasks/run-application/
-// horizontal-pod-autoscale/#algorithm-details):
-//
-//  1. Every sync period (15s), usageRatio = mean utilisation of the ready
-//     pods ÷ target. Pods still starting (or ready for less than one metric
-//     window: their CPU is not yet representative, the controller's
-//     cpu-initialization rule) are ignored; crashed pods are "missing".
-//  2. Within the tolerance (|1 − ratio| ≤ 0.1) nothing changes. Otherwise
-//     desired = ⌈ratio × ready pods⌉; when scaling up with ignored pods,
-//     they count as 0% and the ratio is recomputed; missing pods count as
-//     100% on a scale-down and 0% on a scale-up; if that flips the
-//     direction or lands within the tolerance, nothing changes.
-//  3. Below minReplicas or above maxReplicas the target is the bound,
-//     without behaviors (reconcileAutoscaler).
-//  4. Stabilisation (stabilizeRecommendationWithBehaviors): the
-//     recommendation is clamped between the minimum of the recommendations
-//     within the scale-up window (default 0s) and the maximum within the
-//     scale-down window (default 300s).
-//  5. Rate limits (convertDesiredReplicasWithBehaviorRate): per policy,
-//     from the replica count at the start of its period (current − added +
-//     removed in the period), pods: start ± value, percent: ⌈start × (1 +
-//     value%)⌉ up, ⌊start × (1 − value%)⌋ down; selectPolicy max takes the
-//     largest change. Defaults: up max(+4 pods, +100%) per 15s, down −100%
-//     per 15s. Then clamped to [min, max].
-//
-// The floor can be raised by scale_plan entries and Options.Recommender:
-// the way forecast-driven scale recommendations will reach it.
+// hpa is the simulated HorizontalPodAutoscaler: the metrics a sync sees
+// (below) and internal/scaler's HPA, the algorithm the demo's local scaler
+// runs too (scaler.HPA documents it, step by step, with the Kubernetes
+// sources it follows). The floor can be raised by scale_plan entries,
+// Options.Recommender and a controller's directive (steer.Floor).
 type hpa struct {
 	svc     *service
 	spec    *Autoscale
 	planMin int
-	recs    []tsCount // unstabilised recommendations
-	ups     []tsCount // scale events
-	downs   []tsCount
+	core    scaler.HPA
 }
 
-type tsCount struct {
-	t int64
-	n int
+func newHPA(svc *service) *hpa {
+	a := svc.spec.Autoscale
+	h := &hpa{svc: svc, spec: a}
+	rules := func(r *ScaleRules) scaler.HPARules {
+		out := scaler.HPARules{Stabilization: *r.Stabilization, Select: r.Select}
+		for _, p := range r.Policies {
+			out.Policies = append(out.Policies, scaler.HPAPolicy{Type: p.Type, Value: p.Value, Period: p.Period})
+		}
+		return out
+	}
+	h.core.Spec = scaler.HPASpec{Min: a.Min, Max: a.Max, TargetUtilization: a.TargetUtilization, Tolerance: *a.Tolerance,
+		ScaleUp: rules(a.ScaleUp), ScaleDown: rules(a.ScaleDown)}
+	return h
 }
-
-func newHPA(svc *service) *hpa { return &hpa{svc: svc, spec: svc.spec.Autoscale} }
 
 func (h *hpa) start() {
 	h.svc.s.eng.after(int64(h.spec.SyncPeriod), h, 0)
@@ -60,16 +40,22 @@ func (h *hpa) handle(int64) {
 	h.svc.s.eng.after(int64(h.spec.SyncPeriod), h, 0)
 }
 
-// minReplicas is the floor now: the spec's, the plan's, the recommender's.
-func (h *hpa) minReplicas(current int) int {
-	m := max(h.spec.Min, h.planMin)
+// floor is the minimum raised by the plan, the recommender and the
+// directive in force.
+func (h *hpa) floor(current int) int {
+	m := max(h.planMin, h.svc.floorNow())
 	s := h.svc.s
 	if rec := s.opts.Recommender; rec != nil {
 		if n, ok := rec.MinReplicas(h.svc.name, s.eng.wall(s.now()), current); ok && n > m {
 			m = n
 		}
 	}
-	return min(m, h.spec.Max)
+	return m
+}
+
+// minReplicas is the floor now, within the spec's bounds.
+func (h *hpa) minReplicas(current int) int {
+	return min(max(h.spec.Min, h.floor(current)), h.spec.Max)
 }
 
 func (h *hpa) sync() {
@@ -77,205 +63,63 @@ func (h *hpa) sync() {
 	now := s.now()
 	live := h.svc.liveReplicas()
 	current := len(live)
-	minR := h.minReplicas(current)
 	window := int64(h.spec.SyncPeriod)
 
-	// Metrics of the last window, per pod.
-	var sum float64
-	ready, ignored, missing := 0, 0, 0
+	// Metrics of one window per pod, as metrics-server reports them: the
+	// CPU used over [now − lag − window, now − lag] (metric_lag: the
+	// scrape interval and the pipeline delay). Every sync snapshots each
+	// ready pod's busy time; a pod without a snapshot at the window's
+	// start (ready for less than lag + window) is not yet representative
+	// and is ignored, as the controller's cpu-initialization rule does.
+	lag := int64(h.spec.MetricLag)
+	wEnd := now - lag
+	wStart := wEnd - window
+	for _, r := range h.svc.reps {
+		if r.state == repReady {
+			r.snapBusy(now)
+		}
+	}
+	var u scaler.PodUsage
 	for _, r := range live {
 		switch {
-		case r.state == repReady && now-r.startedAt >= window && now > r.hpaAt:
-			busy := r.busyUntil(now)
-			span := now - max(r.hpaAt, r.startedAt)
-			if span > 0 {
-				sum += float64(busy-r.hpaBusy) / float64(int64(r.workers)*span)
+		case r.state == repReady && r.startedAt <= wStart:
+			t0, b0, ok0 := r.busyAtSnap(wStart)
+			t1, b1, ok1 := r.busyAtSnap(wEnd)
+			if !ok0 || !ok1 || t1 <= t0 {
+				u.Ignored++
+				continue
 			}
-			ready++
+			u.Sum += float64(b1-b0) / float64(int64(r.workers)*(t1-t0))
+			u.Ready++
 		case r.state == repDown:
-			missing++
+			u.Missing++
 		default:
-			ignored++
+			u.Ignored++
 		}
 	}
-	for _, r := range h.svc.reps {
-		if r.state != repGone {
-			r.hpaBusy, r.hpaAt = r.busyUntil(now), now
-		}
+	desired, ok := h.core.Sync(s.eng.wall(now), current, u, h.floor(current))
+	if ok {
+		h.apply(current, desired)
 	}
-
-	var desired int
-	switch {
-	case current > h.spec.Max:
-		desired = h.spec.Max
-	case current < minR:
-		desired = minR
-	case ready == 0:
-		return // "did not receive metrics for any ready pods"
-	default:
-		desired = h.replicaCalc(current, sum, ready, ignored, missing)
-		desired = h.stabilize(now, current, desired)
-		desired = h.rateLimit(now, current, desired, minR)
-	}
-	h.apply(now, current, desired)
 }
 
-// replicaCalc is GetResourceReplicas.
-func (h *hpa) replicaCalc(current int, sum float64, ready, ignored, missing int) int {
-	target := h.spec.TargetUtilization
-	tol := *h.spec.Tolerance
-	ratio := sum / float64(ready) / target
-	rebalanceIgnored := ignored > 0 && ratio > 1
-	if !rebalanceIgnored && missing == 0 {
-		if math.Abs(1-ratio) <= tol {
-			return current
-		}
-		return int(math.Ceil(ratio * float64(ready)))
-	}
-	n := ready
-	if missing > 0 {
-		if ratio < 1 {
-			sum += float64(missing) // 100% of the request
-		}
-		n += missing
-	}
-	if rebalanceIgnored {
-		n += ignored // 0%
-	}
-	newRatio := sum / float64(n) / target
-	if math.Abs(1-newRatio) <= tol || (ratio < 1 && newRatio > 1) || (ratio > 1 && newRatio < 1) {
-		return current
-	}
-	next := int(math.Ceil(newRatio * float64(n)))
-	if (newRatio < 1 && next > current) || (newRatio > 1 && next < current) {
-		return current
-	}
-	return next
+// raise scales up to n at once (a raised floor).
+func (h *hpa) raise(current, n int) {
+	h.core.Raise(h.svc.s.eng.wall(h.svc.s.now()), current, n)
+	h.apply(current, n)
 }
 
-// stabilize is stabilizeRecommendationWithBehaviors.
-func (h *hpa) stabilize(now int64, current, desired int) int {
-	upCut := now - int64(*h.spec.ScaleUp.Stabilization)
-	downCut := now - int64(*h.spec.ScaleDown.Stabilization)
-	up, down := desired, desired
-	for _, r := range h.recs {
-		if r.t > upCut {
-			up = min(up, r.n)
-		}
-		if r.t > downCut {
-			down = max(down, r.n)
-		}
-	}
-	rec := current
-	if rec < up {
-		rec = up
-	}
-	if rec > down {
-		rec = down
-	}
-	// Keep the recommendations either window may still need.
-	keep := min(upCut, downCut)
-	out := h.recs[:0]
-	for _, r := range h.recs {
-		if r.t > keep {
-			out = append(out, r)
-		}
-	}
-	h.recs = append(out, tsCount{now, desired})
-	return rec
-}
-
-func changeInPeriod(events []tsCount, now int64, period time.Duration) int {
-	n := 0
-	for _, e := range events {
-		if e.t > now-int64(period) {
-			n += e.n
-		}
-	}
-	return n
-}
-
-// rateLimit is convertDesiredReplicasWithBehaviorRate.
-func (h *hpa) rateLimit(now int64, current, desired, minR int) int {
-	maxR := h.spec.Max
-	switch {
-	case desired > current:
-		r := h.spec.ScaleUp
-		if r.Select == "disabled" {
-			return current
-		}
-		limit := math.MinInt
-		if r.Select == "min" {
-			limit = math.MaxInt
-		}
-		for _, p := range r.Policies {
-			start := current - changeInPeriod(h.ups, now, p.Period) + changeInPeriod(h.downs, now, p.Period)
-			var prop int
-			if p.Type == "pods" {
-				prop = start + p.Value
-			} else {
-				prop = int(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
-			}
-			if r.Select == "min" {
-				limit = min(limit, prop)
-			} else {
-				limit = max(limit, prop)
-			}
-		}
-		limit = max(limit, current)
-		return min(desired, limit, maxR)
-	case desired < current:
-		r := h.spec.ScaleDown
-		if r.Select == "disabled" {
-			return current
-		}
-		limit := math.MaxInt
-		if r.Select == "min" {
-			limit = math.MinInt
-		}
-		for _, p := range r.Policies {
-			start := current - changeInPeriod(h.ups, now, p.Period) + changeInPeriod(h.downs, now, p.Period)
-			var prop int
-			if p.Type == "pods" {
-				prop = start - p.Value
-			} else {
-				prop = int(float64(start) * (1 - float64(p.Value)/100))
-			}
-			if r.Select == "min" {
-				limit = max(limit, prop)
-			} else {
-				limit = min(limit, prop)
-			}
-		}
-		limit = min(limit, current)
-		return max(desired, limit, minR)
-	}
-	return desired
-}
-
-// apply changes the replica count and records the scale event.
-func (h *hpa) apply(now int64, current, desired int) {
+// apply changes the replica count.
+func (h *hpa) apply(current, desired int) {
 	s := h.svc.s
 	switch {
 	case desired > current:
 		for i := current; i < desired; i++ {
 			s.cluster.place(h.svc.addReplica(), false)
 		}
-		h.ups = append(pruneEvents(h.ups, now), tsCount{now, desired - current})
 	case desired < current:
 		h.scaleDown(current - desired)
-		h.downs = append(pruneEvents(h.downs, now), tsCount{now, current - desired})
 	}
-}
-
-func pruneEvents(ev []tsCount, now int64) []tsCount {
-	out := ev[:0]
-	for _, e := range ev {
-		if now-e.t < int64(30*time.Minute) {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // scaleDown removes n replicas in the ReplicaSet controller's order:
@@ -443,4 +287,33 @@ func (c *cluster) remove(r *replica) {
 			r.gone()
 		}
 	}
+}
+
+// busySnap is a replica's busy integral at a sync.
+type busySnap struct{ t, busy int64 }
+
+// maxSnaps covers the metric window plus the lag at the sync period
+// (lag up to 15 sync periods).
+const maxSnaps = 16
+
+// snapBusy records the replica's busy integral at now.
+func (r *replica) snapBusy(now int64) {
+	if n := len(r.snaps); n > 0 && r.snaps[n-1].t == now {
+		return
+	}
+	if len(r.snaps) == maxSnaps {
+		copy(r.snaps, r.snaps[1:])
+		r.snaps = r.snaps[:maxSnaps-1]
+	}
+	r.snaps = append(r.snaps, busySnap{now, r.busyUntil(now)})
+}
+
+// busyAtSnap is the latest snapshot at or before t.
+func (r *replica) busyAtSnap(t int64) (int64, int64, bool) {
+	for i := len(r.snaps) - 1; i >= 0; i-- {
+		if r.snaps[i].t <= t {
+			return r.snaps[i].t, r.snaps[i].busy, true
+		}
+	}
+	return 0, 0, false
 }

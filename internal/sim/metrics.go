@@ -3,6 +3,8 @@ package sim
 import (
 	"math"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/control"
 )
 
 // Results is what `lbsys sim` writes to results.json: the scenario, and per
@@ -42,6 +44,20 @@ type ServiceInfo struct {
 type PolicyResult struct {
 	// Policy is the balancing policy's name.
 	Policy string `json:"policy"`
+	// Control is the control in the loop: reactive (the autoscaler
+	// alone), predictive, oracle, holt_winters or hourly.
+	Control string `json:"control,omitempty"`
+	// Directives is the number of directive versions applied; NACKs the
+	// sections proxies refused; ControlNotes the controller's remarks.
+	Directives   int      `json:"directives,omitempty"`
+	NACKs        int      `json:"nacks,omitempty"`
+	ControlNotes []string `json:"control_notes,omitempty"`
+	// Events is, per announced event in the run, when the capacity its
+	// peak needs was ready.
+	Events []EventReadiness `json:"events,omitempty"`
+	// CacheEvents are, per announced event in the run and cached
+	// service, the proxies' cache hit ratio in the event's first minute.
+	CacheEvents []CacheEventResult `json:"cache_events,omitempty"`
 	// Totals are over the whole run and every service.
 	Totals Totals `json:"totals"`
 	// Services are per service, in Results.Services order.
@@ -76,6 +92,9 @@ type Totals struct {
 	Sessions  int64 `json:"sessions"`
 	Checkouts int64 `json:"checkouts"`
 	DropOffs  int64 `json:"drop_offs"`
+	// LostCheckouts are the drop-offs of sessions whose path would have
+	// reached the checkout: orders lost to errors and slow answers.
+	LostCheckouts int64 `json:"lost_checkouts"`
 	// Latency over every request of every service, in ms.
 	P50Ms  float64 `json:"p50_ms"`
 	P99Ms  float64 `json:"p99_ms"`
@@ -120,6 +139,56 @@ type ServiceTotals struct {
 	Cost             float64 `json:"cost"`
 	// MaxReplicas is the most replicas ready at a window's end.
 	MaxReplicas int `json:"max_replicas"`
+	// Cache is the proxies' response cache of the service (absent: not
+	// cached).
+	Cache *CacheTotals `json:"cache,omitempty"`
+}
+
+// CacheTotals are the proxies' response cache of one service over a run,
+// all proxies together.
+type CacheTotals struct {
+	// Lookups are the requests of the cached classes; of them Hits were
+	// answered fresh from a store, Collapsed waited for another request's
+	// fetch of the same key, Misses fetched from a backend.
+	Lookups   int64 `json:"lookups"`
+	Hits      int64 `json:"hits"`
+	Collapsed int64 `json:"collapsed"`
+	Misses    int64 `json:"misses"`
+	// HitRatio is Hits / Lookups (collapsed requests are not hits: they
+	// wait for the origin, RFC 9211's fwd=uri-miss; collapsed).
+	HitRatio float64 `json:"hit_ratio"`
+	// WarmHits are hits on entries a warm fetch stored.
+	WarmHits int64 `json:"warm_hits"`
+	// WarmFetches are the warm fetches sent; WarmStored and WarmFailed
+	// their outcomes; WarmSkipped the warm paths already fresh or in
+	// flight (no fetch); WarmDropped those past the queue or of no page
+	// of the cache.
+	WarmFetches int64 `json:"warm_fetches"`
+	WarmStored  int64 `json:"warm_stored"`
+	WarmFailed  int64 `json:"warm_failed"`
+	WarmSkipped int64 `json:"warm_skipped"`
+	WarmDropped int64 `json:"warm_dropped"`
+	// BackendSaved is the backend requests the cache spared: hits and
+	// collapsed requests, less the warm fetches it made.
+	BackendSaved int64 `json:"backend_saved"`
+	// Evictions are entries the stores evicted for room.
+	Evictions int64 `json:"evictions"`
+}
+
+// CacheEventResult is a cached service's hit ratio in the first minute of
+// an announced event: when its featured pages turn hot.
+type CacheEventResult struct {
+	Service  string    `json:"service"`
+	Category string    `json:"category"`
+	Name     string    `json:"name,omitempty"`
+	Start    time.Time `json:"start"`
+	// Featured is the number of pages the event features in the cache's
+	// key space.
+	Featured int `json:"featured,omitempty"`
+	// Lookups and Hits over [start, start+1m), all proxies.
+	Lookups  int64   `json:"lookups"`
+	Hits     int64   `json:"hits"`
+	HitRatio float64 `json:"hit_ratio"`
 }
 
 // Minute is one window (a minute by default) of the run.
@@ -162,6 +231,19 @@ type ServiceMinute struct {
 	Replicas int `json:"replicas"`
 	// Violation: p99 above the SLO or error rate above its limit.
 	Violation bool `json:"violation,omitempty"`
+	// OfferedRPS is the service's true expected load over the window (the
+	// offered load through the service's share).
+	OfferedRPS float64 `json:"offered_rps,omitempty"`
+	// CacheLookups and CacheHits are the proxies' cache over the window
+	// (cached services only).
+	CacheLookups int64 `json:"cache_lookups,omitempty"`
+	CacheHits    int64 `json:"cache_hits,omitempty"`
+	// Floor is the replica minimum a controller's directive held at the
+	// window's end; ExpectedRPS and ExpectedUpper what the controller
+	// expected for the window (its forecast line and upper band).
+	Floor         int     `json:"floor,omitempty"`
+	ExpectedRPS   float64 `json:"expected_rps,omitempty"`
+	ExpectedUpper float64 `json:"expected_upper,omitempty"`
 }
 
 // Incident is a run of consecutive SLO-violation minutes of one service.
@@ -186,17 +268,35 @@ type collector struct {
 	open    []*Incident // per service, the incident in progress
 	incs    []Incident
 	lastAt  int64
+	prevAt  int64 // the start of the last closed window
 	minIdx  int
+	// cacheEvents are the announced events' first-minute cache figures.
+	cacheEvents []CacheEventResult
 }
 
 type svcAcc struct {
-	cur     hist
-	total   hist
-	m       ServiceMinute
-	t       ServiceTotals
-	waitSum float64
-	waitN   int64
-	maxReps int
+	// curServed and curStartups accumulate the open window; served,
+	// startups and endpoints are the last closed one's (for the loop).
+	curServed   int64
+	totServed   int64
+	capSamples  []float64 // per window: answers/s over summed utilisation
+	curStartups []int64
+	served      int64
+	startups    []int64
+	endpoints   []control.EndpointMinute
+	cur         hist
+	total       hist
+	m           ServiceMinute
+	t           ServiceTotals
+	waitSum     float64
+	waitN       int64
+	maxReps     int
+
+	// The proxies' cache of the service (proxycache.go), over the run;
+	// prev* are the counts at the last window's end.
+	cacheLookups, cacheHits, cacheMisses, cacheCollapsed, cacheWarmHits int64
+	warmFetches, warmStored, warmFailed, warmSkipped, warmDropped       int64
+	prevLookups, prevHits                                               int64
 }
 
 func newCollector(s *Sim) *collector {
@@ -220,10 +320,15 @@ func (c *collector) retry(svc *service) {
 }
 
 func (c *collector) budgetExhausted(*service) { c.totals.BudgetExhausted++ }
-func (c *collector) sessionStart()            { c.global.Sessions++ }
-func (c *collector) checkout()                { c.global.Checkouts++ }
-func (c *collector) dropOff()                 { c.global.DropOffs++ }
-func (c *collector) clientRetry()             { c.totals.ClientRetries++ }
+func (c *collector) startup(svc *service, d int64) {
+	a := &c.svcs[svc.idx]
+	a.curStartups = append(a.curStartups, d)
+}
+func (c *collector) sessionStart() { c.global.Sessions++ }
+func (c *collector) checkout()     { c.global.Checkouts++ }
+func (c *collector) dropOff()      { c.global.DropOffs++ }
+func (c *collector) lostCheckout() { c.totals.LostCheckouts++ }
+func (c *collector) clientRetry()  { c.totals.ClientRetries++ }
 
 // request records a proxy-level request's final answer.
 func (c *collector) request(r *request, now int64) {
@@ -243,6 +348,14 @@ func (c *collector) request(r *request, now int64) {
 	}
 }
 
+// finite maps NaN and infinities to 0 (JSON has no NaN).
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}
+
 func ms(ns float64) float64 { return math.Round(ns/1e3) / 1e3 }
 
 func round(x float64, digits int) float64 {
@@ -250,12 +363,13 @@ func round(x float64, digits int) float64 {
 	return math.Round(x*p) / p
 }
 
-// minute closes the minute window ending at now.
-func (c *collector) minute(now int64) {
+// minute closes the minute window ending at now and returns its row
+// (nil when the window is empty).
+func (c *collector) minute(now int64) *Minute {
 	s := c.s
 	from := c.lastAt
 	if now <= from {
-		return
+		return nil
 	}
 	span := float64(now-from) / 1e9
 	row := c.global
@@ -281,17 +395,34 @@ func (c *collector) minute(now int64) {
 		// Utilisation of the replicas up at least half the minute.
 		lo, hi, sum, n := math.Inf(1), math.Inf(-1), 0.0, 0
 		ready := 0
+		a.endpoints = a.endpoints[:0]
 		for _, r := range svc.reps {
 			if r.state == repReady {
 				ready++
 			}
 			busy := r.busyUntil(now)
 			if r.up() && now-max(r.upSince, from) >= (now-from)/2 {
-				u := float64(busy-r.mBusy) / (float64(r.workers) * float64(now-max(from, r.upSince)))
+				up := float64(now - max(from, r.upSince))
+				u := float64(busy-r.mBusy) / (float64(r.workers) * up)
 				lo, hi, sum = math.Min(lo, u), math.Max(hi, u), sum+u
 				n++
+				if s.loop != nil {
+					a.endpoints = append(a.endpoints, control.EndpointMinute{ID: r.name, ServedRPS: float64(r.mServed) / up * 1e9, Util: u})
+				}
 			}
-			r.mBusy, r.mAt = busy, now
+			r.mBusy, r.mAt, r.mServed = busy, now, 0
+		}
+		a.served, a.curServed = a.curServed, 0
+		a.totServed += a.served
+		if n > 0 && sum/float64(n) >= 0.2 && sum/float64(n) <= 0.9 && a.served > 0 {
+			a.capSamples = append(a.capSamples, float64(a.served)/span/sum)
+		}
+		a.startups, a.curStartups = append(a.startups[:0], a.curStartups...), a.curStartups[:0]
+		m.OfferedRPS = round(row.OfferedRPS*s.shares[svc.name], 3)
+		if l := s.loop; l != nil {
+			m.Floor = svc.floorNow()
+			m.ExpectedRPS = finite(round(l.expected[svc.name], 3))
+			m.ExpectedUpper = finite(round(l.upper[svc.name], 3))
 		}
 		if n > 0 {
 			m.UtilMean = round(sum/float64(n), 4)
@@ -299,6 +430,8 @@ func (c *collector) minute(now int64) {
 		}
 		m.Replicas = ready
 		a.maxReps = max(a.maxReps, ready)
+		m.CacheLookups, m.CacheHits = a.cacheLookups-a.prevLookups, a.cacheHits-a.prevHits
+		a.prevLookups, a.prevHits = a.cacheLookups, a.cacheHits
 		slo := svc.spec.SLO
 		m.Violation = m.Requests > 0 && (m.P99Ms > float64(slo.P99)/1e6 || m.ErrorRate > slo.ErrorRate)
 		if m.Violation {
@@ -336,8 +469,9 @@ func (c *collector) minute(now int64) {
 	c.totals.DropOffs += row.DropOffs
 	c.minutes = append(c.minutes, row)
 	c.global = Minute{}
-	c.lastAt = now
+	c.prevAt, c.lastAt = from, now
 	c.minIdx++
+	return &c.minutes[len(c.minutes)-1]
 }
 
 // finish closes the last (partial) minute and the open incidents, and
@@ -374,6 +508,12 @@ func (c *collector) finish(now int64) {
 func (c *collector) result() *PolicyResult {
 	s := c.s
 	pr := &PolicyResult{Policy: s.policy, Minutes: c.minutes, Incidents: c.incs}
+	for _, e := range c.cacheEvents {
+		if e.Lookups > 0 {
+			e.HitRatio = round(float64(e.Hits)/float64(e.Lookups), 4)
+		}
+		pr.CacheEvents = append(pr.CacheEvents, e)
+	}
 	if pr.Incidents == nil {
 		pr.Incidents = []Incident{}
 	}
@@ -392,6 +532,18 @@ func (c *collector) result() *PolicyResult {
 			st.ErrorRate = round(float64(st.Errors+st.Sheds+st.Timeouts)/float64(st.Requests), 6)
 		}
 		st.MaxReplicas = a.maxReps
+		if svc := s.services[i]; svc.ks != nil {
+			ct := &CacheTotals{Lookups: a.cacheLookups, Hits: a.cacheHits, Collapsed: a.cacheCollapsed, Misses: a.cacheMisses,
+				WarmHits: a.cacheWarmHits, WarmFetches: a.warmFetches, WarmStored: a.warmStored, WarmFailed: a.warmFailed,
+				WarmSkipped: a.warmSkipped, WarmDropped: a.warmDropped, BackendSaved: a.cacheHits + a.cacheCollapsed - a.warmFetches}
+			if ct.Lookups > 0 {
+				ct.HitRatio = round(float64(ct.Hits)/float64(ct.Lookups), 4)
+			}
+			for _, px := range s.proxies {
+				ct.Evictions += px.caches[i].st.evicted
+			}
+			st.Cache = ct
+		}
 		all.merge(h)
 		t.Requests += st.Requests
 		t.OK += st.OK

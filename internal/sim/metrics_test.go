@@ -233,7 +233,7 @@ func TestUtilisationAndGoodput(t *testing.T) {
 duration: 3m
 clients: {mode: requests}
 load: {rate: 200}
-proxies: {retries: {min_concurrency: 1000}, health: {outlier: {disabled: true}}}
+proxies: {retries: {min_retry_concurrency: 1000}, health: {outlier: {disabled: true}}}
 failures: %s
 services:
   - {name: a, replicas: 2, workers: 4, service_time: {mean: 10ms, dist: constant}, %s}

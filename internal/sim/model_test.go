@@ -97,7 +97,7 @@ load:
   flash_sales: [{after: 10m, x: 8, rise: 2m, for: 10m, fall: 1m}]
 services: [{name: a}]
 `)
-	rc, err := buildRate(sc)
+	rc, err := buildRate(sc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ clients: {mode: requests}
 load: {curve: {base: 100, diurnal: 0.5, peak_hour: 20}}
 services: [{name: a}]
 `)
-	rc, _ := buildRate(sc)
+	rc, _ := buildRate(sc, nil)
 	if got := rc.at(int64(20 * time.Hour)); math.Abs(got-150) > 0.01 {
 		t.Errorf("rate at the 20:00 peak %.2f, want 150", got)
 	}
@@ -143,7 +143,7 @@ clients: {mode: requests}
 load: {steps: {from: 0.5, to: 1.5, count: 3, each: 2m}}
 services: [{name: a, replicas: 2, workers: 4, service_time: {mean: 10ms}}]
 `)
-	rc, _ = buildRate(sc)
+	rc, _ = buildRate(sc, nil)
 	for _, c := range []struct {
 		at   time.Duration
 		want float64
@@ -209,78 +209,6 @@ func TestProfile(t *testing.T) {
 	// From 400ms: 100ms at half speed (50ms of work), then full speed.
 	if got := q.finish(int64(400*time.Millisecond), float64(100*time.Millisecond), 0); got != int64(550*time.Millisecond) {
 		t.Errorf("work across a noisy window ends at %v, want 550ms", time.Duration(got))
-	}
-}
-
-func newTestHPA(t *testing.T) (*Sim, *hpa) {
-	sc := mustParse(t, `
-duration: 1h
-clients: {mode: requests}
-load: {rate: 1}
-services: [{name: a, replicas: 10, autoscale: {min: 1, max: 50}}]
-`)
-	s, err := New(sc, Options{Policy: "round_robin"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, s.services[0].hpa
-}
-
-// TestHPAAlgorithm checks the replica calculator, the stabilisation window
-// and the rate limits against the Kubernetes behaviour with default rules.
-func TestHPAAlgorithm(t *testing.T) {
-	_, h := newTestHPA(t)
-	// Target 0.6: 10 ready pods at 0.63 average is within the 10% tolerance.
-	if got := h.replicaCalc(10, 6.3, 10, 0, 0); got != 10 {
-		t.Errorf("within tolerance: %d, want 10", got)
-	}
-	if got := h.replicaCalc(10, 9, 10, 0, 0); got != 15 {
-		t.Errorf("ratio 1.5: %d, want 15", got)
-	}
-	// Scaling up with 2 starting pods: they count as 0%: 9/(12·0.6) = 1.25 → 15.
-	if got := h.replicaCalc(12, 9, 10, 2, 0); got != 15 {
-		t.Errorf("with unready pods: %d, want 15", got)
-	}
-	// Scaling down with a crashed pod: it counts as 100%: (3+1)/(11·0.6) = 0.606 → 7.
-	if got := h.replicaCalc(11, 3, 10, 0, 1); got != 7 {
-		t.Errorf("with a missing pod: %d, want 7", got)
-	}
-
-	// Rate limits, default rules: up max(+4, +100%) per 15s, down -100%.
-	if got := h.rateLimit(0, 10, 100, 1); got != 20 {
-		t.Errorf("10 → 100 limited to %d, want 20 (+100%%)", got)
-	}
-	if got := h.rateLimit(0, 2, 100, 1); got != 6 {
-		t.Errorf("2 → 100 limited to %d, want 6 (+4 pods)", got)
-	}
-	if got := h.rateLimit(0, 2, 100, 1); got != 6 {
-		t.Errorf("again: %d", got)
-	}
-	h.ups = []tsCount{{t: int64(5 * time.Second), n: 10}} // 10 → 20 five seconds ago
-	if got := h.rateLimit(int64(10*time.Second), 20, 100, 1); got != 20 {
-		t.Errorf("within the period of a doubling: %d, want 20 (no more growth)", got)
-	}
-	if got := h.rateLimit(int64(21*time.Second), 20, 100, 1); got != 40 {
-		t.Errorf("after the period: %d, want 40", got)
-	}
-	if got := h.rateLimit(0, 40, 2, 3); got != 3 {
-		t.Errorf("down to the minimum: %d, want 3", got)
-	}
-
-	// Stabilisation: a scale-down waits for the highest recommendation of
-	// the last 300s.
-	h.recs = nil
-	if got := h.stabilize(0, 10, 10); got != 10 {
-		t.Errorf("stabilize: %d", got)
-	}
-	if got := h.stabilize(int64(60*time.Second), 10, 4); got != 10 {
-		t.Errorf("a drop 60s after a recommendation of 10: %d, want 10 (held by the window)", got)
-	}
-	if got := h.stabilize(int64(301*time.Second), 10, 4); got != 4 {
-		t.Errorf("after the window: %d, want 4", got)
-	}
-	if got := h.stabilize(int64(302*time.Second), 4, 30); got != 30 {
-		t.Errorf("scale-up is not stabilised by default: %d, want 30", got)
 	}
 }
 

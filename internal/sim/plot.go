@@ -28,7 +28,7 @@ const maxPlotServices = 6
 // under the offered load; SLO-violation minutes per policy and service; the
 // utilisation spread (max − min over replicas) over time.
 func Plots(res *Results) []Plot {
-	return []Plot{
+	out := []Plot{
 		{File: "p99.png", Render: func(w io.Writer) error {
 			return plotSeries(w, res, "p99 latency (ms)", true, func(m *ServiceMinute) float64 { return m.P99Ms })
 		}},
@@ -37,6 +37,127 @@ func Plots(res *Results) []Plot {
 			return plotSeries(w, res, "utilisation spread (max - min)", false, func(m *ServiceMinute) float64 { return m.UtilSpread })
 		}},
 	}
+	if controlled(res) {
+		out = append(out, Plot{File: "control.png", Render: func(w io.Writer) error { return plotControl(w, res) }})
+	}
+	return out
+}
+
+// runLabel names a run in legends: the policy, and the control when it is
+// not reactive.
+func runLabel(pr *PolicyResult) string {
+	if pr.Control == "" || pr.Control == "reactive" {
+		return pr.Policy
+	}
+	return pr.Policy + "/" + pr.Control
+}
+
+func controlled(res *Results) bool {
+	for _, pr := range res.Policies {
+		if pr.Control != "" && pr.Control != "reactive" {
+			return true
+		}
+	}
+	return false
+}
+
+// plotControl draws, per service, the demand (the true offered load
+// through the service's share) with the predictive controller's forecast
+// and upper band, then the ready replicas of every control (for the first
+// policy that ran under a controller) with the predictive floor.
+func plotControl(w io.Writer, res *Results) error {
+	policy := ""
+	for _, pr := range res.Policies {
+		if pr.Control != "" && pr.Control != "reactive" {
+			policy = pr.Policy
+			break
+		}
+	}
+	var runs []*PolicyResult
+	var pred *PolicyResult
+	for _, pr := range res.Policies {
+		if pr.Policy == policy {
+			runs = append(runs, pr)
+			if pr.Control == "predictive" {
+				pred = pr
+			}
+		}
+	}
+	ns := nServices(res)
+	var grid [][]*plot.Plot
+	line := func(p *plot.Plot, pts plotter.XYs, c color.Color, dashes []vg.Length, width float64, name string) error {
+		if len(pts) == 0 {
+			return nil
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, l.Dashes, l.Width = c, dashes, vg.Points(width)
+		p.Add(l)
+		p.Legend.Add(name, l)
+		return nil
+	}
+	for si := 0; si < ns; si++ {
+		svc := res.Services[si]
+		lp := plot.New()
+		lp.Title.Text = svc.Name + ": demand and forecast (" + policy + ")"
+		lp.Y.Label.Text = "requests/s"
+		lp.Add(plotter.NewGrid())
+		if len(runs) > 0 {
+			var dem plotter.XYs
+			for _, m := range runs[0].Minutes {
+				dem = append(dem, plotter.XY{X: float64(m.Minute), Y: m.Services[si].OfferedRPS})
+			}
+			if err := line(lp, dem, color.Gray{Y: 60}, nil, 1.4, "demand"); err != nil {
+				return err
+			}
+		}
+		if pred != nil {
+			var fc, up plotter.XYs
+			for _, m := range pred.Minutes {
+				sm := m.Services[si]
+				if sm.ExpectedRPS > 0 || sm.ExpectedUpper > 0 {
+					fc = append(fc, plotter.XY{X: float64(m.Minute), Y: sm.ExpectedRPS})
+					up = append(up, plotter.XY{X: float64(m.Minute), Y: sm.ExpectedUpper})
+				}
+			}
+			if err := line(lp, fc, color.RGBA{B: 200, A: 255}, nil, 1, "forecast"); err != nil {
+				return err
+			}
+			if err := line(lp, up, color.RGBA{B: 200, A: 255}, []vg.Length{vg.Points(3), vg.Points(2)}, 1, "upper band"); err != nil {
+				return err
+			}
+		}
+		lp.Y.Min = 0
+		lp.Y.Max = 1.3*lp.Y.Max + 1e-9
+		lp.Legend.Top = true
+		rp := plot.New()
+		rp.Title.Text = svc.Name + ": ready replicas per control"
+		rp.Y.Label.Text = "replicas"
+		rp.Add(plotter.NewGrid())
+		for ci, pr := range runs {
+			var pts plotter.XYs
+			for _, m := range pr.Minutes {
+				pts = append(pts, plotter.XY{X: float64(m.Minute), Y: float64(m.Services[si].Replicas)})
+			}
+			name := pr.Control
+			if name == "" {
+				name = "reactive"
+			}
+			if err := line(rp, pts, plotutil.Color(ci), plotutil.Dashes(ci), 1.2, name); err != nil {
+				return err
+			}
+		}
+		if si == ns-1 {
+			rp.X.Label.Text = "minute"
+		}
+		rp.Y.Min = 0
+		rp.Y.Max = 1.3*rp.Y.Max + 1e-9
+		rp.Legend.Top = true
+		grid = append(grid, []*plot.Plot{lp}, []*plot.Plot{rp})
+	}
+	return renderGrid(w, grid, len(grid))
 }
 
 func nServices(res *Results) int {
@@ -95,7 +216,7 @@ func plotSeries(w io.Writer, res *Results, ylabel string, withLoad bool, y func(
 			l.Dashes = plotutil.Dashes(pi)
 			l.Width = vg.Points(1.2)
 			p.Add(l)
-			p.Legend.Add(pr.Policy, l)
+			p.Legend.Add(runLabel(pr), l)
 		}
 		if withLoad && svc.SLOP99Ms > 0 && len(res.Policies) > 0 && len(res.Policies[0].Minutes) > 0 {
 			ms := res.Policies[0].Minutes
@@ -142,7 +263,7 @@ func plotViolations(w io.Writer, res *Results) error {
 	width := vg.Points(float64(min(60, 240/max(1, ns*len(res.Policies)))))
 	names := make([]string, len(res.Policies))
 	for i, pr := range res.Policies {
-		names[i] = pr.Policy
+		names[i] = runLabel(pr)
 	}
 	for si := 0; si < ns; si++ {
 		vals := make(plotter.Values, len(res.Policies))

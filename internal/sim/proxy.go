@@ -4,9 +4,11 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/balance"
 	"github.com/lbsys/lbsys/internal/health"
+	"github.com/lbsys/lbsys/internal/retry"
 )
 
 // The proxy model runs the production decision code exactly as
@@ -20,7 +22,7 @@ import (
 //     Done per pick with the attempt's latency, status, transport failure
 //     and the replica's load report; a new picker from Balancer.Update
 //     whenever health.Pool.Eligible changes (ejection, return, slow start,
-//     membership), weights passed through balance.Directed.Apply;
+//     membership), weights passed through balance.Directed.ScaleWeights;
 //   - health: ObserveResult(Classify(status, transport failure)) after every
 //     attempt, Tick every proxies.tick, ObserveActive for active checks;
 //   - retries: on connect failure, reset or 502/503/504, idempotent routes
@@ -80,6 +82,12 @@ type request struct {
 	work float64 // cost-1 service time at speed 1 (ns), drawn at creation
 	u    float64 // uniform draw for the cache
 
+	// cache is the proxy's response cache the request went through (nil:
+	// not a cached class), ckey its key and cstate its part (proxycache.go).
+	cache  *pcache
+	ckey   int32
+	cstate uint8
+
 	status int
 	fail   uint8
 	shed   bool
@@ -88,6 +96,7 @@ type request struct {
 // Request event kinds.
 const (
 	reqRetry = iota
+	reqHit   // a cache hit's answer, after the hit latency
 )
 
 // Failure kinds of an attempt (0: an HTTP answer).
@@ -162,6 +171,10 @@ type proxy struct {
 	idx  int
 	rng  *rand.Rand
 	svcs []*proxySvc
+	// caches are its response caches by service index (nil: the service
+	// is not cached), warmer its warm queue.
+	caches []*pcache
+	warmer *warmer
 }
 
 // proxySvc is one proxy's state for one service, as internal/proxy's
@@ -172,6 +185,7 @@ type proxySvc struct {
 	bal     balance.Balancer
 	prober  balance.Prober
 	directd balance.Directed
+	section *directive.Service // the directive section applied (steer.Plan's prev)
 	pool    *health.Pool
 	members []*health.Member    // by replica id
 	eps     []*balance.Endpoint // by replica id
@@ -202,15 +216,28 @@ const (
 
 func newProxy(s *Sim, idx int) *proxy {
 	px := &proxy{s: s, idx: idx, rng: newStream(s.seed, "proxy", idx)}
+	px.warmer = &warmer{px: px}
+	px.caches = make([]*pcache, len(s.services))
+	for _, svc := range s.services {
+		if svc.ks == nil {
+			continue
+		}
+		pc := &pcache{ks: svc.ks, svc: svc, px: px, st: newStore(svc.spec.ProxyCache.MaxEntries, svc.spec.ProxyCache.Eviction), inflight: map[int32]*pfetch{}}
+		pc.st.warmBoost = *svc.spec.ProxyCache.WarmBoost
+		if s.loop != nil && svc.spec.ProxyCache.HotKeys > 0 {
+			pc.counts = map[int32]int32{}
+		}
+		px.caches[svc.idx] = pc
+	}
 	sc := s.sc
-	hc := healthConfig(&sc.Proxies.Health)
+	hc := sc.Proxies.Health.PoolConfig()
 	for _, svc := range s.services {
 		ps := &proxySvc{px: px, svc: svc, bal: s.newBal(), pool: health.NewPool(hc),
 			byEp: map[*balance.Endpoint]*replica{}}
 		ps.prober, _ = ps.bal.(balance.Prober)
 		ps.directd, _ = ps.bal.(balance.Directed)
 		if a := sc.Proxies.Admission; a != nil {
-			ps.lim = admission.New(a.limiterConfig())
+			ps.lim = admission.New(a.LimiterConfig())
 		}
 		ps.info.Rand = px.rng
 		ps.rebuild()
@@ -221,30 +248,6 @@ func newProxy(s *Sim, idx int) *proxy {
 	}
 	s.eng.at(int64(sc.Proxies.Tick), px, 0)
 	return px
-}
-
-// healthConfig mirrors internal/proxy's healthConfig.
-func healthConfig(h *Health) health.Config {
-	var c health.Config
-	if h.Active != nil {
-		c.HealthyThreshold = h.Active.HealthyThreshold
-		c.UnhealthyThreshold = h.Active.UnhealthyThreshold
-	}
-	if o := h.Outlier; !o.Disabled {
-		c.OutlierEnabled = true
-		c.Consecutive5xx = *o.Consecutive5xx
-		c.ConsecutiveGatewayFailure = *o.ConsecutiveGatewayFailure
-		c.BaseEjectionTime = o.BaseEjectionTime
-		c.MaxEjectionTime = o.MaxEjectionTime
-		c.MaxEjectionPercent = *o.MaxEjectionPercent
-	}
-	c.PanicThreshold = *h.PanicThreshold
-	if ss := h.SlowStart; ss != nil {
-		c.SlowStartWindow = ss.Window
-		c.SlowStartAggression = ss.Aggression
-		c.SlowStartMinPercent = ss.MinWeightPercent
-	}
-	return c
 }
 
 // handle is the proxy's health tick.
@@ -329,7 +332,7 @@ func (ps *proxySvc) rebuild() {
 	eligible, _ := ps.pool.Eligible(now)
 	ps.ramping = false
 	if ps.directd != nil {
-		eligible, ps.ramping = ps.directd.Apply(eligible, now)
+		eligible, ps.ramping = ps.directd.ScaleWeights(eligible, now)
 	}
 	snap := &snapshot{picker: ps.bal.Update(eligible), reps: make([]*replica, len(eligible))}
 	for i, w := range eligible {
@@ -377,6 +380,18 @@ func (s *Sim) send(rt *route, px *proxy, sess *session, parent *attempt, hash ui
 	s.countRequest()
 	ps := r.ps
 	ps.active++
+	if rt.cached {
+		if pc := px.caches[rt.svc.idx]; pc != nil && s.cacheLookup(r, pc) {
+			return // a hit, or waiting for another request's fetch
+		}
+	}
+	s.admitAndTry(r)
+}
+
+// admitAndTry is the proxy's forwarding of a request: admission, the
+// deadline, then the first attempt.
+func (s *Sim) admitAndTry(r *request) {
+	ps, rt, now := r.ps, r.route, s.now()
 	if ps.lim != nil {
 		if !ps.lim.Acquire(rt.prio) {
 			r.shed = true
@@ -527,6 +542,8 @@ func (s *Sim) finishAttempt(a *attempt, status int) {
 	}
 	a.status = status
 	a.load = r.loadReport() // includes this request, as the shop's header does
+	r.mServed++
+	s.met.svcs[r.svc.idx].curServed++
 	r.release(a)
 	if a.req == nil {
 		s.freeAttempt(a) // orphaned: nobody waits for the answer
@@ -548,18 +565,20 @@ func (s *Sim) attemptReturn(a *attempt) {
 	if r.done {
 		return
 	}
-	// Retry conditions (internal/proxy forward.go): connect failure (safe
-	// for any method: nothing was sent), reset and 502/503/504 (idempotent
-	// requests only).
-	retry := false
-	switch {
-	case fail == failConnect:
-		retry = true
-	case fail == failReset, status == 502, status == 503, status == 504:
-		retry = r.route.idempotent
+	// The retry rule is the proxy's (internal/retry): the outcome's
+	// condition, the attempts left, safe to replay (a failed connect sent
+	// nothing).
+	var cond retry.Condition
+	switch fail {
+	case failConnect:
+		cond = retry.ConnectFailure
+	case failReset:
+		cond = retry.Reset
+	case failNone:
+		cond = retry.StatusCondition(status)
 	}
 	r.status, r.fail = status, fail
-	if retry && s.mayRetry(r) {
+	if s.retryPolicy.Wants(cond, r.attemptN, r.route.idempotent) && s.mayRetry(r) {
 		return
 	}
 	s.final(r, status, fail, fail == failNone)
@@ -594,29 +613,15 @@ func (s *Sim) observe(r *request, status int, fail uint8, load balance.LoadRepor
 // the deadline.
 func (s *Sim) mayRetry(r *request) bool {
 	ps := r.ps
-	rc := &s.sc.Proxies.Retries
-	if r.attemptN > *rc.Attempts {
-		return false
-	}
 	if !r.retryHeld {
-		limit := int64(rc.BudgetPercent / 100 * float64(ps.active))
-		if limit < int64(rc.MinConcurrency) {
-			limit = int64(rc.MinConcurrency)
-		}
-		if ps.retrying+1 > limit {
+		if ps.retrying+1 > s.retryPolicy.Budget(ps.active) {
 			s.met.budgetExhausted(ps.svc)
 			return false
 		}
 		ps.retrying++
 		r.retryHeld = true
 	}
-	backoff := int64(rc.BackoffBase) << (r.attemptN - 1)
-	if backoff > int64(rc.BackoffMax) || backoff <= 0 {
-		backoff = int64(rc.BackoffMax)
-	}
-	if backoff > 0 {
-		backoff = ps.px.rng.Int64N(backoff) + 1 // full jitter
-	}
+	backoff := int64(s.retryPolicy.Backoff(r.attemptN, ps.px.rng.Int64N))
 	now := s.now()
 	if r.deadline > 0 && now+backoff > r.deadline {
 		return false
@@ -639,6 +644,10 @@ func (s *Sim) mayRetry(r *request) bool {
 
 func (r *request) handle(arg int64) {
 	if uint32(arg>>8) != r.gen || r.done {
+		return
+	}
+	if arg&0xff == reqHit {
+		r.s.final(r, 200, failNone, true)
 		return
 	}
 	r.s.tryAttempt(r)
@@ -723,7 +732,12 @@ func (s *Sim) final(r *request, status int, fail uint8, hadResponse bool) {
 	if r.retryHeld {
 		ps.retrying--
 	}
-	s.met.request(r, now)
+	if r.cstate != csWarm {
+		s.met.request(r, now) // a warm fetch is no client's request
+	}
+	if r.cache != nil && (r.cstate == csLeader || r.cstate == csOwn || r.cstate == csWarm) {
+		s.cacheDone(r, hadResponse && status >= 200 && status < 400)
+	}
 	if hadResponse && ps.svc.cookie && r.aff != nil && r.aff.gen == r.affGen && r.rep != nil {
 		r.aff.setSticky(ps.svc.idx, r.rep.id) // Set-Cookie naming the replica
 	}
@@ -737,172 +751,4 @@ func (s *Sim) final(r *request, status int, fail uint8, hadResponse bool) {
 	}
 	s.freeRequest(r)
 	ps.timeouts.dropDone()
-}
-
-// sendProbes is the prequal probe driver's tick.
-func (ps *proxySvc) sendProbes() {
-	s := ps.px.s
-	n := ps.prober.ProbesOwed()
-	if n <= 0 {
-		return
-	}
-	if n > maxProbesInFlight {
-		n = maxProbesInFlight // a backlog is stale anyway
-	}
-	ps.probeBuf = ps.prober.ProbeTargets(ps.px.rng, n, ps.probeBuf[:0])
-	for _, e := range ps.probeBuf {
-		r := ps.byEp[e]
-		if r == nil {
-			continue
-		}
-		if s.rtt == 0 {
-			if r.up() {
-				ps.prober.ObserveProbe(e, r.rif(), 0, s.eng.wall(s.now()))
-			}
-			continue
-		}
-		if ps.probesOut >= maxProbesInFlight {
-			continue // probes already saturate; skip rather than queue
-		}
-		ps.probesOut++
-		p := s.allocProbe()
-		p.ps, p.ep, p.rep = ps, e, r
-		s.eng.afterLane(laneRTT, s.rtt/2, p, 0)
-	}
-}
-
-const maxProbesInFlight = 64
-
-// probe is one prequal probe on the wire.
-type probe struct {
-	s   *Sim
-	ps  *proxySvc
-	ep  *balance.Endpoint
-	rep *replica
-	rif int64
-}
-
-func (p *probe) handle(arg int64) {
-	s := p.s
-	if arg == 0 { // at the replica
-		if !p.rep.up() {
-			p.ps.probesOut-- // refused: the driver drops it
-			s.freeProbeObj(p)
-			return
-		}
-		p.rif = p.rep.rif()
-		s.eng.afterLane(laneRTT, s.rtt/2, p, 1)
-		return
-	}
-	p.ps.probesOut--
-	p.ps.prober.ObserveProbe(p.ep, p.rif, 0, s.eng.wall(s.now()))
-	s.freeProbeObj(p)
-}
-
-// reqFIFO is a growable ring of (request, generation).
-type reqFIFO struct {
-	buf        []reqRef
-	head, size int
-}
-
-type reqRef struct {
-	r   *request
-	gen uint32
-}
-
-func (q *reqFIFO) push(r *request) {
-	if q.size == len(q.buf) {
-		n := max(16, 2*len(q.buf))
-		nb := make([]reqRef, n)
-		for i := 0; i < q.size; i++ {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.size)%len(q.buf)] = reqRef{r, r.gen}
-	q.size++
-}
-
-func (q *reqFIFO) peek() (*request, uint32, bool) {
-	if q.size == 0 {
-		return nil, 0, false
-	}
-	x := q.buf[q.head]
-	return x.r, x.gen, true
-}
-
-func (q *reqFIFO) pop() {
-	q.buf[q.head] = reqRef{}
-	q.head++
-	if q.head == len(q.buf) {
-		q.head = 0
-	}
-	q.size--
-}
-
-// dropDone pops the answered requests at the head. Deadlines are only
-// checked when the oldest one falls due, so without this the ring would
-// hold every request of the last timeout span (30s by default: tens of
-// thousands of entries for the garbage collector to scan); with it, it
-// reaches back only to the oldest request still in flight. The live
-// entries, their order and the expiry timer are the same either way.
-func (q *reqFIFO) dropDone() {
-	for q.size > 0 {
-		x := &q.buf[q.head]
-		if x.r.gen == x.gen && !x.r.done {
-			return
-		}
-		q.pop()
-	}
-}
-
-// Free lists.
-
-// popFree takes the last object off a free list, or returns nil.
-func popFree[T any](free *[]*T) *T {
-	n := len(*free)
-	if n == 0 {
-		return nil
-	}
-	x := (*free)[n-1]
-	*free = (*free)[:n-1]
-	return x
-}
-
-func (s *Sim) allocRequest() *request {
-	if r := popFree(&s.freeReqs); r != nil {
-		return r
-	}
-	return &request{s: s}
-}
-
-func (s *Sim) freeRequest(r *request) {
-	gen := r.gen + 1
-	*r = request{s: s, gen: gen}
-	s.freeReqs = append(s.freeReqs, r)
-}
-
-func (s *Sim) allocAttempt() *attempt {
-	if a := popFree(&s.freeAtts); a != nil {
-		return a
-	}
-	return &attempt{s: s}
-}
-
-func (s *Sim) freeAttempt(a *attempt) {
-	gen := a.gen + 1
-	*a = attempt{s: s, gen: gen}
-	s.freeAtts = append(s.freeAtts, a)
-}
-
-func (s *Sim) allocProbe() *probe {
-	if p := popFree(&s.freeProbe); p != nil {
-		return p
-	}
-	return &probe{s: s}
-}
-
-func (s *Sim) freeProbeObj(p *probe) {
-	*p = probe{s: s}
-	s.freeProbe = append(s.freeProbe, p)
 }

@@ -55,7 +55,7 @@ func (rc *rateCurve) inGap(t int64) bool {
 }
 
 // buildRate samples the scenario's load at the knots.
-func buildRate(sc *Scenario) (*rateCurve, error) {
+func buildRate(sc *Scenario, evs []CalendarEvent) (*rateCurve, error) {
 	l := &sc.Load
 	res := int64(l.Resolution)
 	n := int(int64(sc.Duration)/res) + 2
@@ -124,6 +124,9 @@ func buildRate(sc *Scenario) (*rateCurve, error) {
 		}
 		for _, w := range l.FlashSales {
 			m *= windowFactor(&w, epoch, t)
+		}
+		if len(evs) > 0 {
+			m *= eventFactor(evs, cal)
 		}
 		rc.knots[k] = base * m
 	}

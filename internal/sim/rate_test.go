@@ -102,7 +102,7 @@ func TestBuildRateTrace(t *testing.T) {
 			if err := sc.LoadTrace(func(string) ([]byte, error) { return []byte(csv), nil }); err != nil {
 				t.Fatal(err)
 			}
-			rc, err := buildRate(sc)
+			rc, err := buildRate(sc, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +125,7 @@ func TestBuildRateTrace(t *testing.T) {
 	if err := sc.LoadTrace(func(string) ([]byte, error) { return []byte(csv), nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := buildRate(sc); err == nil || !strings.Contains(err.Error(), "no demand") {
+	if _, err := buildRate(sc, nil); err == nil || !strings.Contains(err.Error(), "no demand") {
 		t.Errorf("peak_rps over a span after the trace: %v, want a no-demand error", err)
 	}
 }

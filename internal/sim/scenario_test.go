@@ -61,8 +61,8 @@ services:
 		name, yaml string
 		want       []string // substrings of the error
 	}{
-		{"unknown field with suggestion", base + "    wrokers: 4\n", []string{"s.yaml:6:", "services[catalog].wrokers", "unknown field", `did you mean "workers"`}},
-		{"duration without unit", "duration: 60\nload: {rate: 10}\nclients: {mode: requests}\nservices: [{name: a}]\n", []string{"s.yaml:1:", "duration", "no unit"}},
+		{"unknown field with suggestion", base + "    wrokers: 4\n", []string{"s.yaml:6:", "services[catalog].wrokers", "unknown field", "did you mean `workers`?"}},
+		{"duration without unit", "duration: 60\nload: {rate: 10}\nclients: {mode: requests}\nservices: [{name: a}]\n", []string{"s.yaml:1:", "duration", "a unit is required"}},
 		{"wrong kind", base + "    workers: many\n", []string{"s.yaml:6:", "services[catalog].workers", "whole number"}},
 		{"missing duration", "load: {rate: 10}\nservices: [{name: a}]\n", []string{"duration", "required"}},
 		{"two load sources", "duration: 1m\nload: {rate: 10, curve: {base: 5}}\nclients: {mode: requests}\nservices: [{name: a}]\n", []string{"s.yaml:2:", "load", "exactly one"}},
@@ -72,9 +72,10 @@ services:
 		{"bad policy option", base + "proxies:\n  policy_options:\n    prequal: {pool_sise: 4}\n", []string{"s.yaml:8:", "proxies.policy_options.prequal", "pool_sise"}},
 		{"funnel grows", "duration: 1m\nload: {rate: 1}\nclients:\n  funnel:\n    - {name: a, reach: 1, requests: [{service: s}]}\n    - {name: b, reach: 2, requests: [{service: s}]}\nservices: [{name: s}]\n", []string{"s.yaml:6:", "clients.funnel[b].reach"}},
 		{"call cycle", "duration: 1m\nload: {rate: 1}\nclients: {mode: requests}\nservices:\n  - name: a\n    classes: [{name: x, calls: [{service: b}]}]\n  - name: b\n    classes: [{name: y, calls: [{service: a}]}]\n", []string{"nest deeper than 4 (or form a cycle)"}},
-		{"merge keys refused", "duration: 1m\nload: {rate: 1}\nservices:\n  - <<: {name: a}\n", []string{"merge keys"}},
+		{"misspelt merged field", "duration: 1m\nload: {rate: 1}\nclients: {mode: requests}\nservices:\n  - <<: {name: a, wrokers: 2}\n", []string{"s.yaml:5:", "services[0].wrokers", "unknown field"}},
+		{"duplicate key", base + "    workers: 2\n    workers: 3\n", []string{"s.yaml:7:", "services[catalog].workers", "set twice (first at line 6)"}},
 		{"two documents", base + "---\nx: 1\n", []string{"more than one YAML document"}},
-		{"syntax", "duration: [1m\n", []string{"invalid YAML"}},
+		{"syntax", "duration: 1m\nload: {rate: 10}\nservices:\n  - name: a\n   workers: 2\n", []string{"s.yaml:5:", "invalid YAML"}},
 		{"empty", "", []string{"empty"}},
 		{"scale plan without autoscale", base + "scale_plan: [{service: catalog, at: 1m, min_replicas: 3}]\n", []string{"scale_plan[0].service", "no autoscale"}},
 		{"failure of a missing replica", base + "failures: [{service: catalog, replicas: [3], at: 10s}]\n", []string{"s.yaml:6:", "failures[0].replicas[0]", "does not exist"}},
@@ -154,6 +155,7 @@ func FuzzParseScenario(f *testing.F) {
 	}
 	f.Add([]byte(shortFlashSale))
 	f.Add([]byte("duration: 1m\nload: {rate: 10}\nservices: [{name: a, workers: 1, queue: -1}]\nclients: {mode: requests}\n"))
+	f.Add([]byte("duration: 1m\nload: {rate: 50}\nclients: {mode: requests}\nservices: [{name: c, classes: [{name: p}], proxy_cache: {classes: [p], keys: 100, max_entries: 10, ttl: 1s, eviction: lru}}]\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\nservices: [*f, *f, *f, *f, *f, *f, *f, *f]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -177,6 +179,9 @@ func FuzzParseScenario(f *testing.F) {
 				a.Max = max(a.Min, min(a.Max, 4))
 			}
 			sc.Services[i].Workers = min(sc.Services[i].Workers, 8)
+			if c := sc.Services[i].ProxyCache; c != nil {
+				c.Keys, c.MaxEntries = min(c.Keys, 10000), min(c.MaxEntries, 10000)
+			}
 		}
 		for i := range sc.Failures {
 			sc.Failures[i].Replicas = nil

@@ -9,6 +9,8 @@ import (
 
 	"github.com/lbsys/lbsys/internal/admission"
 	"github.com/lbsys/lbsys/internal/balance"
+	"github.com/lbsys/lbsys/internal/control"
+	"github.com/lbsys/lbsys/internal/retry"
 )
 
 // maxRate bounds the offered load: beyond it a run would take hours of
@@ -32,8 +34,22 @@ type Options struct {
 	// ends the run early (the result covers the minutes simulated so far).
 	Stop func() bool
 	// Recommender, when set, is asked at every autoscaler sync for a
-	// replica floor (the hook for forecast-driven scale recommendations).
+	// replica floor (a programmatic hook for tests; controllers reach the
+	// autoscaler through directives).
 	Recommender ScaleRecommender
+	// Controller, when set, closes the loop (control.go): it observes
+	// every window's telemetry and its directives are applied to the
+	// proxies and autoscalers. Nil: reactive (the autoscaler alone).
+	Controller control.Controller
+	// Control names the control in reports (default "reactive", or the
+	// controller's name); NewController, when set, builds the run's
+	// controller once the simulation exists (it may read ControlSetup).
+	Control       string
+	NewController func(*Sim) (control.Controller, error)
+	// PlanEvery is the controller's planning interval (default 1m);
+	// ApplyDelay the time from a plan to its directive reaching the
+	// proxies and autoscalers (default 2s: commit and stream).
+	PlanEvery, ApplyDelay time.Duration
 }
 
 // ScaleRecommender supplies scale recommendations, as a forecast
@@ -46,8 +62,8 @@ type ScaleRecommender interface {
 
 // Progress is a run's state for a progress line.
 type Progress struct {
-	// Policy is the run's policy.
-	Policy string
+	// Policy and Control are the run's.
+	Policy, Control string
 	// SimTime is how far the run is, of Duration.
 	SimTime  time.Duration
 	Duration time.Duration
@@ -67,24 +83,28 @@ type Sim struct {
 	seed   uint64
 	opts   Options
 
-	newBal      func() balance.Balancer
-	services    []*service
-	byName      map[string]*service
-	proxies     []*proxy
-	rc          *rateCurve
-	arr         *arrivals
-	mix         []mixRT
-	mixTotal    float64
-	funnel      []stepRT
-	clientRng   *rand.Rand // session and mix choices, proxy choice
-	workRng     *rand.Rand // intrinsic request sizes and cache draws
-	end         int64
-	rtt         int64
-	abandonNs   int64
-	thinkMean   float64
-	thinkMu     float64 // log-normal think time's μ = ln(mean) − σ²/2, σ = 1
-	thinkLogNrm bool
-	cluster     cluster
+	newBal       func() balance.Balancer
+	services     []*service
+	byName       map[string]*service
+	proxies      []*proxy
+	rc           *rateCurve
+	arr          *arrivals
+	mix          []mixRT
+	mixTotal     float64
+	funnel       []stepRT
+	clientRng    *rand.Rand // session and mix choices, proxy choice
+	workRng      *rand.Rand // intrinsic request sizes and cache draws
+	warmRng      *rand.Rand // warm fetches' sizes (apart, so warming leaves the clients' draws alone)
+	end          int64
+	rtt          int64
+	abandonNs    int64
+	thinkMean    float64
+	thinkMu      float64 // log-normal think time's μ = ln(mean) − σ²/2, σ = 1
+	thinkLogNrm  bool
+	cluster      cluster
+	events       []CalendarEvent    // announced, with this seed's factors
+	shares       map[string]float64 // requests per unit of offered load
+	completeStep int                // the funnel step whose success is a checkout (-1: none)
 
 	// Free lists: the steady state allocates nothing.
 	freeReqs  []*request
@@ -92,12 +112,14 @@ type Sim struct {
 	freeSess  []*session
 	freeProbe []*probe
 
-	met       *collector
-	requests  uint64
-	pinned    uint64 // first attempts pinned by an affinity cookie (Take)
-	nextProg  uint64
-	lastSched int64 // next arrival time, for progress
-	stopped   bool
+	met         *collector
+	loop        *loop
+	retryPolicy retry.Policy
+	requests    uint64
+	pinned      uint64 // first attempts pinned by an affinity cookie (Take)
+	nextProg    uint64
+	lastSched   int64 // next arrival time, for progress
+	stopped     bool
 }
 
 // Global event kinds of Sim.handle (the index of the item sits above).
@@ -136,6 +158,7 @@ type route struct {
 	idempotent bool
 	prio       admission.Priority
 	calls      []callRT
+	cached     bool // the proxies cache its answers (proxy_cache.classes)
 }
 
 // New prepares a run. The scenario must have its trace loaded (LoadTrace)
@@ -152,7 +175,7 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 	if opts.ProgressEvery == 0 {
 		opts.ProgressEvery = 1 << 20
 	}
-	s := &Sim{sc: sc, policy: opts.Policy, seed: seed, opts: opts, newBal: f,
+	s := &Sim{sc: sc, policy: opts.Policy, seed: seed, opts: opts, newBal: f, completeStep: -1,
 		byName:    map[string]*service{},
 		end:       int64(sc.Duration),
 		rtt:       int64(sc.Proxies.NetworkRTT),
@@ -160,6 +183,7 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 		thinkMean: float64(sc.Clients.Think),
 		clientRng: newStream(seed, "clients", 0),
 		workRng:   newStream(seed, "work", 0),
+		warmRng:   newStream(seed, "warm", 0),
 	}
 	s.thinkLogNrm = sc.Clients.ThinkDist == "lognormal"
 	if s.thinkMean > 0 {
@@ -167,7 +191,9 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 	}
 	s.eng.epoch = sc.Start
 	s.nextProg = opts.ProgressEvery
-	if s.rc, err = buildRate(sc); err != nil {
+	s.events = sc.Events(seed)
+	s.shares = sc.Shares()
+	if s.rc, err = buildRate(sc, s.events); err != nil {
 		return nil, err
 	}
 	for _, k := range s.rc.knots {
@@ -182,7 +208,17 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 	for _, svc := range s.services {
 		svc.linkCalls()
 	}
+	s.retryPolicy = retry.FromConfig(sc.Proxies.Retries)
 	s.met = newCollector(s)
+	s.initCaches()
+	if opts.NewController != nil && opts.Controller == nil {
+		c, err := opts.NewController(s)
+		if err != nil {
+			return nil, fmt.Errorf("control %s: %w", opts.Control, err)
+		}
+		s.opts.Controller = c
+	}
+	s.initLoop()
 	for i := 0; i < sc.Proxies.Count; i++ {
 		s.proxies = append(s.proxies, newProxy(s, i))
 	}
@@ -207,6 +243,12 @@ func New(sc *Scenario, opts Options) (*Sim, error) {
 		}
 	case "sessions":
 		exp := 0.0
+		s.completeStep = -1
+		for i, st := range sc.Clients.Funnel {
+			if st.Completes && s.completeStep < 0 {
+				s.completeStep = i
+			}
+		}
 		for _, st := range sc.Clients.Funnel {
 			rt := stepRT{reach: st.Reach, retries: st.Retries, backoff: int64(st.RetryBackoff), completes: st.Completes}
 			for _, c := range st.Requests {
@@ -277,10 +319,16 @@ func (s *Sim) Run() *PolicyResult {
 	}
 	s.met.finish(s.eng.now)
 	if s.opts.Progress != nil {
-		s.opts.Progress(Progress{Policy: s.policy, SimTime: time.Duration(s.eng.now), Duration: s.sc.Duration,
+		s.opts.Progress(Progress{Policy: s.policy, Control: s.ControlName(), SimTime: time.Duration(s.eng.now), Duration: s.sc.Duration,
 			Requests: s.requests, Events: s.eng.events, Done: true})
 	}
-	return s.met.result()
+	res := s.met.result()
+	res.Control = s.ControlName()
+	if l := s.loop; l != nil {
+		res.Directives, res.NACKs, res.ControlNotes = l.versions, l.nacks, l.notes
+	}
+	res.Events = s.readiness(res.Minutes)
+	return res
 }
 
 // Run simulates sc under one policy.
@@ -294,6 +342,27 @@ func Run(sc *Scenario, opts Options) (*PolicyResult, error) {
 
 func (s *Sim) now() int64 { return s.eng.now }
 
+// ControlName is the run's control: Options.Control, else the
+// controller's name, else reactive.
+func (s *Sim) ControlName() string {
+	switch {
+	case s.opts.Control != "":
+		return s.opts.Control
+	case s.opts.Controller != nil:
+		return s.opts.Controller.Name()
+	}
+	return "reactive"
+}
+
+// Seed is the run's seed.
+func (s *Sim) Seed() uint64 { return s.seed }
+
+// Policy is the run's balancing policy.
+func (s *Sim) Policy() string { return s.policy }
+
+// Scenario is the run's scenario.
+func (s *Sim) Scenario() *Scenario { return s.sc }
+
 // handle runs the global events.
 func (s *Sim) handle(arg int64) {
 	idx := int(arg >> 8)
@@ -305,7 +374,9 @@ func (s *Sim) handle(arg int64) {
 			s.eng.atLane(laneArrival, t, s, evArrival)
 		}
 	case evMinute:
-		s.met.minute(s.eng.now)
+		if row := s.met.minute(s.eng.now); row != nil {
+			s.controlMinute(s.eng.now, row)
+		}
 		if w := int64(s.sc.Window); s.eng.now+w <= s.end {
 			s.eng.after(w, s, evMinute)
 		}
@@ -328,6 +399,8 @@ func (s *Sim) handle(arg int64) {
 				s.eng.after(int64(f.For), r, repRecover)
 			}
 		}
+	case evApply:
+		s.applyNext()
 	case evScalePlan:
 		st := &s.sc.ScalePlan[idx]
 		if h := s.byName[st.Service].hpa; h != nil {
@@ -366,7 +439,7 @@ func (s *Sim) countRequest() {
 	s.requests++
 	if s.requests >= s.nextProg && s.opts.Progress != nil {
 		s.nextProg += s.opts.ProgressEvery
-		s.opts.Progress(Progress{Policy: s.policy, SimTime: time.Duration(s.eng.now), Duration: s.sc.Duration,
+		s.opts.Progress(Progress{Policy: s.policy, Control: s.ControlName(), SimTime: time.Duration(s.eng.now), Duration: s.sc.Duration,
 			Requests: s.requests, Events: s.eng.events})
 	}
 }
