@@ -66,6 +66,27 @@ type Response struct {
 	Cookies []string
 	// BodyBytes is the length of the discarded body.
 	BodyBytes int64
+	// Reason is the X-Lbsys-Error (the proxy's) or X-Shop-Error (the
+	// shop's) header of an error response (status >= 400), at most
+	// maxReasonLen bytes: why it failed, for the summary's top errors.
+	// Empty for other responses, so a success allocates nothing for it.
+	Reason string
+}
+
+// maxReasonLen bounds Response.Reason: reasons are short codes
+// ("no_route", "overloaded"), and the summary keeps a few of them.
+const maxReasonLen = 64
+
+// printable copies b with every byte outside printable ASCII as '?': a
+// reason is shown on a terminal and in JSON as sent by the target.
+func printable(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		if c < 0x20 || c > 0x7e {
+			out[i] = '?'
+		}
+	}
+	return string(out)
 }
 
 // ErrorKind classifies a request that did not get a response, or got an
@@ -498,6 +519,8 @@ func readResponse(br *bufio.Reader, head bool, resp *Response) (keep bool, err e
 				} else if bytes.Contains(v, []byte("keep-alive")) && minor == 0 {
 					keep = true
 				}
+			case status >= 400 && resp.Reason == "" && (equalFold(name, "x-lbsys-error") || equalFold(name, "x-shop-error")):
+				resp.Reason = printable(value[:min(len(value), maxReasonLen)])
 			case equalFold(name, "set-cookie"):
 				nv := value
 				if i := bytes.IndexByte(nv, ';'); i >= 0 {
@@ -683,4 +706,33 @@ func discardChunked(br *bufio.Reader) (int64, error) {
 			return total, protocolError("chunk not followed by CRLF")
 		}
 	}
+}
+
+// transportReason names why an exchange got no response, in a few fixed
+// words (the summary's top errors group by it, so it must not carry
+// per-request detail such as a local port).
+func transportReason(kind ErrorKind, err error) string {
+	var pe protocolError
+	switch {
+	case kind == KindUnfinished:
+		return "cut at the end of the run"
+	case errors.Is(err, errWaitTimeout):
+		return "no connection free before the timeout (the generator is behind)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (is the target listening?)"
+	case kind == KindTimeout, errors.Is(err, os.ErrDeadlineExceeded):
+		if kind == KindConnect {
+			return "connect timed out"
+		}
+		return "no complete response within the timeout"
+	case errors.As(err, &pe):
+		return "malformed response"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "connection reset"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "connection closed before the response ended"
+	case kind == KindConnect:
+		return "cannot connect"
+	}
+	return "connection failed"
 }

@@ -157,6 +157,31 @@ func (p picker) pick(rng *rand.Rand) Endpoint {
 	return p.eps[min(i, len(p.eps)-1)]
 }
 
+// The fixed paths of the shop's API the generator sends (the others are
+// built per product, page or query in shopPaths).
+const (
+	pathCart      = "/cart"
+	pathCartItems = "/cart/items"
+	pathCheckout  = "/checkout"
+)
+
+// SampleRequests returns one request of every kind the generator sends,
+// in either mode: the paths a proxy in front of the shop must route
+// (examples/examples_test.go checks examples/lbsys.yaml against them, and
+// TestSampleRequestsCoverEveryRequestSent that nothing else is sent).
+func SampleRequests() []Request {
+	p := newShopPaths(1)
+	return []Request{
+		{Method: "GET", Path: p.catalog[0]},
+		{Method: "GET", Path: p.search[0]},
+		{Method: "GET", Path: p.product[0]},
+		{Method: "GET", Path: p.stock[0]},
+		{Method: "GET", Path: pathCart},
+		{Method: "POST", Path: pathCartItems, Body: p.cartAdd[0]},
+		{Method: "POST", Path: pathCheckout, IdempotencyKey: "sample-1"},
+	}
+}
+
 // catalogPages is how many listing pages browsing spreads over.
 const catalogPages = 10
 
@@ -210,21 +235,22 @@ func (p *shopPaths) pickProduct(rng *rand.Rand) int {
 	return min(i, len(p.popular)-1)
 }
 
-// request fills req for endpoint e and returns its class.
-func (p *shopPaths) request(e Endpoint, rng *rand.Rand, req *Request) Class {
+// request fills req for endpoint e and returns its class; product is the
+// product a product, cart-add or stock request is about.
+func (p *shopPaths) request(e Endpoint, rng *rand.Rand, req *Request, product int) Class {
 	switch e {
 	case EndpointCatalog:
 		*req = Request{Method: "GET", Path: p.catalog[rng.IntN(len(p.catalog))]}
 	case EndpointProduct:
-		*req = Request{Method: "GET", Path: p.product[p.pickProduct(rng)]}
+		*req = Request{Method: "GET", Path: p.product[product]}
 	case EndpointSearch:
 		*req = Request{Method: "GET", Path: p.search[rng.IntN(len(p.search))]}
 	case EndpointCart:
-		*req = Request{Method: "GET", Path: "/cart"}
+		*req = Request{Method: "GET", Path: pathCart}
 	case EndpointCartAdd:
-		*req = Request{Method: "POST", Path: "/cart/items", Body: p.cartAdd[p.pickProduct(rng)]}
+		*req = Request{Method: "POST", Path: pathCartItems, Body: p.cartAdd[product]}
 	case EndpointInventory:
-		*req = Request{Method: "GET", Path: p.stock[p.pickProduct(rng)]}
+		*req = Request{Method: "GET", Path: p.stock[product]}
 	default:
 		*req = Request{Method: "GET", Path: "/"}
 		return ClassOther

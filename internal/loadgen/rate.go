@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/textutil"
 )
 
 // Rate is a target arrival rate as a function of the time since the start
@@ -224,9 +226,9 @@ func ParseFlashSale(s string, base Rate) (FlashSale, error) {
 }
 
 func parseNonNegDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
+	d, err := textutil.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 60s or 2m", s)
+		return 0, err
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("%q is negative", s)

@@ -93,6 +93,15 @@ func TestFlashSale(t *testing.T) {
 		t.Errorf("half-way down: %v, want 20", got)
 	}
 
+	// Days and weeks, as every duration of the CLI takes them (issue #16).
+	d, err := ParseFlashSale("at=1d,for=1w,x=2,rise=0.5d", Constant(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Start != 24*time.Hour || d.For != 7*24*time.Hour || d.Rise != 12*time.Hour {
+		t.Errorf("at=1d,for=1w,rise=0.5d read as %v, %v, %v", d.Start, d.For, d.Rise)
+	}
+
 	for _, tc := range []struct{ in, want string }{
 		{"at=60s,for=120s", "x= is required"},
 		{"at=60s,for=0s,x=2", "for must be > 0"},

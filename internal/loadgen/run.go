@@ -104,6 +104,9 @@ type Config struct {
 	// Products is the number of products the shop has (default 200; ids
 	// p0001..), chosen with Zipf popularity.
 	Products int
+	// Hot favours some products during windows of the run (a sale's
+	// featured products): see HotSet.
+	Hot []HotSet
 
 	// beforeDispatch, when set (tests), runs in the scheduler before the
 	// i-th arrival is dispatched: it can stall the generator.
@@ -215,6 +218,8 @@ type gen struct {
 	sched  *scheduler
 	rng    *mrand.Rand // the requests mode's choices (scheduler goroutine only)
 	picker picker
+	hot    []hotRT
+	start  time.Time // the schedule's start (hot sets' windows are offsets from it)
 }
 
 // Run runs the generator until cfg.Duration has passed (plus the drain) or
@@ -245,6 +250,9 @@ func Run(ctx context.Context, cfg Config, progress func(Second)) (Summary, error
 		rng:             mrand.New(mrand.NewPCG(cfg.Seed, 0x7265717565737473)),
 		picker:          newPicker(cfg.Mix),
 	}
+	if g.hot, err = compileHot(cfg.Hot, g.paths); err != nil {
+		return Summary{}, err
+	}
 	defer g.sched.alarm.close()
 	g.timeoutIsAbandon = cfg.AbandonAfter <= cfg.Timeout
 	var stopFlag atomic.Bool
@@ -257,6 +265,7 @@ func Run(ctx context.Context, cfg Config, progress func(Second)) (Summary, error
 	arr := NewArrivals(arrRate, cfg.Arrivals, cfg.Seed, cfg.Duration)
 	cpu0 := processCPU()
 	start := time.Now()
+	g.start = start
 
 	// The per-second reporter runs until everything has finished, so the
 	// drain shows in the timeline too.
@@ -329,9 +338,13 @@ func (g *gen) dispatch(i int64, sched time.Time) {
 		slot = g.rng.IntN(cookieSlots)
 	}
 	var req Request
-	class := g.paths.request(e, g.rng, &req)
+	product := 0
+	if e == EndpointProduct || e == EndpointCartAdd || e == EndpointInventory {
+		product = g.pick(g.rng, sched.Sub(g.start)) // drawn only where used: the same seed gives the same requests as before
+	}
+	class := g.paths.request(e, g.rng, &req, product)
 	if !g.acquire() {
-		g.st.drop(class)
+		g.st.drop(&req, class)
 		return
 	}
 	g.wg.Add(1)
@@ -385,7 +398,7 @@ func (g *gen) exchange(req *Request, c Class, sched time.Time, timeout time.Dura
 	err := g.client.Do(req, now, now.Add(timeout), resp)
 	end := time.Now()
 	g.st.inFlight.Add(-1)
-	kind, status := KindOf(err), 0
+	kind, status, reason := KindOf(err), 0, ""
 	if err == nil {
 		status = resp.Status
 		switch {
@@ -394,8 +407,11 @@ func (g *gen) exchange(req *Request, c Class, sched time.Time, timeout time.Dura
 		case status >= 400:
 			kind = KindStatus4xx
 		}
+		reason = resp.Reason
+	} else {
+		reason = transportReason(kind, err)
 	}
-	g.st.end(c, kind, status, end.Sub(sched), lag)
+	g.st.end(req, c, kind, status, reason, end.Sub(sched), lag)
 	return status, kind
 }
 
@@ -541,6 +557,10 @@ func (g *gen) summary(start, schedEnd, end time.Time, cancelled bool) Summary {
 		s.AchievedRPS = float64(s.Requests) / span.Seconds()
 		s.ResponseRPS = float64(s.Responses) / span.Seconds()
 	}
+	if ended := s.Requests - s.Unfinished + s.Errors.Dropped; ended > 0 {
+		s.ErrorRate = float64(s.Errors.Total) / float64(ended)
+	}
+	s.TopErrors = topErrors(st.reasons, st.otherReasons)
 	for c := Class(0); c < numClasses; c++ {
 		cc := &st.classes[c]
 		if cc.requests == 0 && cc.kinds[KindDropped] == 0 {

@@ -277,7 +277,7 @@ func (s *session) browse(sched time.Time) sessionOutcome {
 
 func (s *session) productPage(sched time.Time) sessionOutcome {
 	p := s.g.paths
-	s.product = p.pickProduct(s.rng)
+	s.product = s.g.pick(s.rng, sched.Sub(s.g.start))
 	req := Request{Method: "GET", Path: p.product[s.product]}
 	if _, k := s.do(&req, ClassProduct, sched); k != KindNone {
 		return outcomeOf(k)
@@ -290,11 +290,11 @@ func (s *session) productPage(sched time.Time) sessionOutcome {
 func (s *session) addToCart(sched time.Time) sessionOutcome {
 	// GET /cart first, like a browser opening the cart page: it is what
 	// gives a new visitor the shop_session cookie the cart is keyed by.
-	req := Request{Method: "GET", Path: "/cart"}
+	req := Request{Method: "GET", Path: pathCart}
 	if _, k := s.do(&req, ClassCart, sched); k != KindNone {
 		return outcomeOf(k)
 	}
-	req = Request{Method: "POST", Path: "/cart/items", Body: s.g.paths.cartAdd[s.product]}
+	req = Request{Method: "POST", Path: pathCartItems, Body: s.g.paths.cartAdd[s.product]}
 	_, k := s.do(&req, ClassCart, time.Now())
 	return outcomeOf(k)
 }
@@ -314,7 +314,7 @@ func (s *session) checkout(sched time.Time) sessionOutcome {
 				return outcomeUnfinished
 			}
 		}
-		req := Request{Method: "POST", Path: "/checkout", IdempotencyKey: key}
+		req := Request{Method: "POST", Path: pathCheckout, IdempotencyKey: key}
 		status, k := s.do(&req, ClassCheckout, sched)
 		switch {
 		case k == KindNone && status == 200:
@@ -348,7 +348,7 @@ func (s *session) do(req *Request, c Class, sched time.Time) (int, ErrorKind) {
 	}
 	req.Cookie = s.cookie
 	if !g.acquire() {
-		g.st.drop(c)
+		g.st.drop(req, c)
 		return 0, KindDropped
 	}
 	resp := Response{Cookies: s.buf[:0]}

@@ -56,10 +56,34 @@ type stats struct {
 	// finished counts requests that ended (response or error) for the
 	// per-second line; errors counts error outcomes including drops.
 	finished, errors int64
+	// reasons counts errors by class, kind, status and reason, for the
+	// summary's top errors; at most maxReasons keys (the rest are counted
+	// under otherReasons).
+	reasons      map[errorKey]*reasonCount
+	otherReasons int64
 }
 
+// errorKey is what tells errors apart in the summary's top errors.
+type errorKey struct {
+	class  Class
+	kind   ErrorKind
+	status int
+	reason string
+}
+
+// reasonCount is one errorKey's count and the first request it was seen
+// on (method and path: the strings are the generator's own, not copies).
+type reasonCount struct {
+	n            int64
+	method, path string
+}
+
+// maxReasons bounds the distinct error keys kept: a target answering a
+// new reason for every request cannot grow the generator's memory.
+const maxReasons = 256
+
 func newStats() *stats {
-	s := &stats{latAll: newHist(), latSec: newHist(), lag: newHist()}
+	s := &stats{latAll: newHist(), latSec: newHist(), lag: newHist(), reasons: map[errorKey]*reasonCount{}}
 	for i := range s.latCls {
 		s.latCls[i] = newHist()
 	}
@@ -86,8 +110,11 @@ func (s *stats) begin(lag, lateAfter time.Duration) {
 // latency is the time the client waited, which is what a slow backend
 // costs; connect and reset errors are fast failures that would flatter the
 // percentiles, and unfinished requests have no end.
-func (s *stats) end(c Class, kind ErrorKind, status int, latency, lag time.Duration) {
+func (s *stats) end(req *Request, c Class, kind ErrorKind, status int, reason string, latency, lag time.Duration) {
 	s.mu.Lock()
+	if kind != KindNone && kind != KindUnfinished {
+		s.countReason(errorKey{c, kind, status, reason}, req)
+	}
 	for _, cc := range [2]*classCounts{&s.all, &s.classes[c]} {
 		cc.requests++
 		if status > 0 {
@@ -116,9 +143,23 @@ func (s *stats) end(c Class, kind ErrorKind, status int, latency, lag time.Durat
 	s.mu.Unlock()
 }
 
+// countReason counts one error under its key; s.mu is held.
+func (s *stats) countReason(k errorKey, req *Request) {
+	if rc := s.reasons[k]; rc != nil {
+		rc.n++
+		return
+	}
+	if len(s.reasons) >= maxReasons {
+		s.otherReasons++
+		return
+	}
+	s.reasons[k] = &reasonCount{n: 1, method: req.Method, path: req.Path}
+}
+
 // drop counts a request that found no free in-flight slot.
-func (s *stats) drop(c Class) {
+func (s *stats) drop(req *Request, c Class) {
 	s.mu.Lock()
+	s.countReason(errorKey{c, KindDropped, 0, "no in-flight slot free (--max-inflight)"}, req)
 	s.all.kinds[KindDropped]++
 	s.classes[c].kinds[KindDropped]++
 	s.errors++

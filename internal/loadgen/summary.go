@@ -44,6 +44,13 @@ type Summary struct {
 	OK         int64       `json:"ok"`
 	Unfinished int64       `json:"unfinished"`
 	Errors     ErrorCounts `json:"errors"`
+	// ErrorRate is Errors.Total over the requests that ended: sent and
+	// not cut at the end (Requests − Unfinished), plus the dropped ones.
+	// 0 when none ended.
+	ErrorRate float64 `json:"error_rate"`
+	// TopErrors are the most frequent errors by class, kind, status and
+	// reason, most frequent first (at most ten): what to fix first.
+	TopErrors []ErrorReason `json:"top_errors,omitempty"`
 	// Latency is from each request's scheduled send time to the end of its
 	// response, over responses and timeouts.
 	Latency Latency                 `json:"latency_ms"`
@@ -99,6 +106,116 @@ func errorCounts(c *classCounts) ErrorCounts {
 	}
 	e.Total = e.Connect + e.Timeout + e.Status5xx + e.Status4xx + e.Dropped + e.Reset
 	return e
+}
+
+// ErrorReason is one kind of error of a run and how often it happened.
+type ErrorReason struct {
+	// Class is the endpoint class ("inventory"); Kind the error kind
+	// ("status_4xx", "connect", …); Status the HTTP status (0 without a
+	// response).
+	Class  string `json:"class"`
+	Kind   string `json:"kind"`
+	Status int    `json:"status,omitempty"`
+	// Reason is the answer's X-Lbsys-Error (the proxy's: "no_route",
+	// "overloaded", …) or X-Shop-Error header, or for an exchange without
+	// a response what went wrong ("connection refused …").
+	Reason string `json:"reason,omitempty"`
+	Count  int64  `json:"count"`
+	// Example is the first request that failed so: "GET /inventory/stock/p0001".
+	Example string `json:"example"`
+}
+
+// String formats the reason for a person: "inventory: 404 no_route ×1200
+// (e.g. GET /inventory/stock/p0001)".
+func (r ErrorReason) String() string {
+	var b strings.Builder
+	b.WriteString(r.Class)
+	b.WriteString(": ")
+	if r.Status > 0 {
+		b.WriteString(strconv.Itoa(r.Status))
+	} else {
+		b.WriteString(r.Kind)
+	}
+	if r.Reason != "" {
+		b.WriteString(" ")
+		b.WriteString(r.Reason)
+	}
+	fmt.Fprintf(&b, " ×%d", r.Count)
+	if r.Example != "" {
+		fmt.Fprintf(&b, " (e.g. %s)", r.Example)
+	}
+	return b.String()
+}
+
+// maxTopErrors is how many error reasons a summary lists.
+const maxTopErrors = 10
+
+// topErrors sorts the counted reasons, most frequent first (ties in a
+// fixed order, so equal runs print equal summaries).
+func topErrors(reasons map[errorKey]*reasonCount, other int64) []ErrorReason {
+	out := make([]ErrorReason, 0, len(reasons))
+	for k, rc := range reasons {
+		ex := rc.method + " " + rc.path
+		if rc.path == "" {
+			ex = ""
+		}
+		out = append(out, ErrorReason{Class: k.class.String(), Kind: k.kind.String(), Status: k.status, Reason: k.reason, Count: rc.n, Example: ex})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		if a.Class != b.Class {
+			return a.Class < b.Class
+		}
+		if a.Status != b.Status {
+			return a.Status < b.Status
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Reason < b.Reason
+	})
+	if len(out) > maxTopErrors {
+		out = out[:maxTopErrors]
+	}
+	if other > 0 && len(out) < maxTopErrors {
+		out = append(out, ErrorReason{Class: "other", Kind: "other", Reason: "more distinct errors than the generator keeps apart", Count: other})
+	}
+	return out
+}
+
+// CheckErrorRate returns an error when more than max (a fraction, 0.05 =
+// 5%) of the run's ended requests failed, naming the rate and the top
+// reasons, so that a run against a misconfigured target does not pass for
+// a measurement. max <= 0 disables the check; a run in which nothing ended
+// passes.
+func (s Summary) CheckErrorRate(max float64) error {
+	if max <= 0 || s.ErrorRate <= max {
+		return nil
+	}
+	ended := s.Requests - s.Unfinished + s.Errors.Dropped
+	var top []string
+	hint := ""
+	for i, r := range s.TopErrors {
+		if i < 3 {
+			top = append(top, r.String())
+		}
+		switch {
+		case r.Reason == "no_route" && hint == "":
+			hint = "; no_route: the proxy has no route for these paths: add one to its config (listeners[].routes; examples/lbsys.yaml routes every path lbsys load sends)"
+		case strings.HasPrefix(r.Reason, "connection refused") && hint == "":
+			hint = "; connection refused: nothing listens on --target (start the proxy or the shop first)"
+		}
+	}
+	return fmt.Errorf("error rate %s (%d of %d requests) is above --max-error-rate %s; top errors: %s%s",
+		percent(s.ErrorRate), s.Errors.Total, ended, percent(max), strings.Join(top, "; "), hint)
+}
+
+// percent formats a fraction as a percentage with the digits it needs.
+func percent(x float64) string {
+	return strconv.FormatFloat(math.Round(x*1000)/10, 'f', -1, 64) + "%"
 }
 
 // Latency is a latency distribution in milliseconds.
@@ -222,8 +339,11 @@ func (s Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "requests   %d sent, %d responses (%d ok), %d unfinished, %d dropped\n",
 		s.Requests, s.Responses, s.OK, s.Unfinished, s.Errors.Dropped)
 	e := s.Errors
-	fmt.Fprintf(&b, "errors     %d: connect %d, timeout %d, reset %d, status_4xx %d, status_5xx %d, dropped %d\n",
-		e.Total, e.Connect, e.Timeout, e.Reset, e.Status4xx, e.Status5xx, e.Dropped)
+	fmt.Fprintf(&b, "errors     %d (%s): connect %d, timeout %d, reset %d, status_4xx %d, status_5xx %d, dropped %d\n",
+		e.Total, percent(s.ErrorRate), e.Connect, e.Timeout, e.Reset, e.Status4xx, e.Status5xx, e.Dropped)
+	for _, r := range s.TopErrors {
+		fmt.Fprintf(&b, "           %s\n", r)
+	}
 	l := s.Latency
 	fmt.Fprintf(&b, "latency    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (from scheduled send; %d samples)\n",
 		l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)

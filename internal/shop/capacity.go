@@ -44,6 +44,14 @@ type pool struct {
 	queueCap int64
 	timeout  time.Duration
 	waiting  atomic.Int64
+
+	// The integral of busy workers over time, as cAdvisor integrates CPU:
+	// an autoscaler reads it twice and divides by workers × the interval
+	// for the exact mean utilisation in between.
+	busyMu  sync.Mutex
+	busyN   int
+	busyAt  time.Time
+	busyAcc time.Duration // worker·time
 }
 
 func newPool(workers, queue int, timeout time.Duration) *pool {
@@ -57,6 +65,7 @@ func newPool(workers, queue int, timeout time.Duration) *pool {
 func (p *pool) acquire(ctx context.Context, stop <-chan struct{}) error {
 	select {
 	case p.slots <- struct{}{}:
+		p.markBusy(1)
 		return nil
 	default:
 	}
@@ -74,6 +83,7 @@ func (p *pool) acquire(ctx context.Context, stop <-chan struct{}) error {
 	defer t.Stop()
 	select {
 	case p.slots <- struct{}{}:
+		p.markBusy(1)
 		return nil
 	case <-t.C:
 		return errQueueTimeout
@@ -84,7 +94,34 @@ func (p *pool) acquire(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
-func (p *pool) release() { <-p.slots }
+func (p *pool) release() {
+	p.markBusy(-1)
+	<-p.slots
+}
+
+// markBusy moves the busy integral to now and the count by d.
+func (p *pool) markBusy(d int) {
+	now := time.Now()
+	p.busyMu.Lock()
+	if !p.busyAt.IsZero() {
+		p.busyAcc += time.Duration(p.busyN) * now.Sub(p.busyAt)
+	}
+	p.busyAt = now
+	p.busyN += d
+	p.busyMu.Unlock()
+}
+
+// busyTime is the busy integral up to now (worker·time).
+func (p *pool) busyTime() time.Duration {
+	now := time.Now()
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	acc := p.busyAcc
+	if !p.busyAt.IsZero() {
+		acc += time.Duration(p.busyN) * now.Sub(p.busyAt)
+	}
+	return acc
+}
 
 // busy is the number of workers in use.
 func (p *pool) busy() int { return len(p.slots) }

@@ -3,6 +3,7 @@ package shop
 import (
 	"context"
 	"math"
+	"net/http"
 	"regexp"
 	"slices"
 	"sync"
@@ -327,5 +328,57 @@ func TestLoadHeaderOnEveryAnswer(t *testing.T) {
 	}
 	if r := do(t, "POST", base+"/catalog/products", "", nil); r.header.Get("Allow") != "GET" {
 		t.Errorf("405 without Allow: GET")
+	}
+}
+
+// The busy integral counts worker·time exactly; readiness waits for
+// ReadyAfter.
+func TestBusyTimeAndReadyAfter(t *testing.T) {
+	p := newPool(4, 0, time.Second)
+	ctx := context.Background()
+	if err := p.acquire(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.acquire(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	p.release()
+	p.release()
+	got := p.busyTime()
+	if got < 95*time.Millisecond || got > 400*time.Millisecond {
+		t.Errorf("busy time %v for two workers held ≈50ms, want ≈100ms", got)
+	}
+	if p.busyTime() != got {
+		t.Error("the integral moved with no worker busy")
+	}
+
+	cfg := DefaultConfig()
+	cfg.Service = "catalog"
+	cfg.Addrs = []string{"127.0.0.1:0"}
+	cfg.ReadyAfter = 300 * time.Millisecond
+	cfg.Logger = testLogger(t)
+	g, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	health := func() int {
+		resp, err := http.Get(g.URLs()[0] + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := health(); c != 503 {
+		t.Errorf("healthz %d right after start, want 503 (starting)", c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for health() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -83,7 +83,7 @@ func handleProducts(c *call) {
 	list := c.g.cat.list
 	from := min((page-1)*size, len(list))
 	to := min(from+size, len(list))
-	c.replyJSON(http.StatusOK, productPage{Products: list[from:to], Page: page, Size: size, Total: len(list)})
+	c.replyCacheable(jsonReply(http.StatusOK, productPage{Products: list[from:to], Page: page, Size: size, Total: len(list)}), listCacheControl, "products")
 }
 
 type productDetail struct {
@@ -107,7 +107,7 @@ func handleProduct(c *call) {
 		c.replyStoreError(err)
 		return
 	}
-	c.replyJSON(http.StatusOK, d)
+	c.replyCacheable(jsonReply(http.StatusOK, d), productCacheControl, "product-"+p.ID+" products")
 }
 
 type searchResult struct {
@@ -128,7 +128,7 @@ func handleSearch(c *call) {
 			}
 		}
 	}
-	c.replyJSON(http.StatusOK, res)
+	c.replyCacheable(jsonReply(http.StatusOK, res), listCacheControl, "products")
 }
 
 func catalogState(_ context.Context, g *Group) (map[string]int64, error) {

@@ -118,7 +118,7 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 	for i, l := range cart.Items {
 		items[i] = Item{ProductID: l.ProductID, Qty: l.Qty}
 	}
-	a, err := s.post("/inventory/reserve", "reserve", reserveRequest{OrderID: s.orderID, Items: items})
+	a, err := s.post(callReserve, "reserve", reserveRequest{OrderID: s.orderID, Items: items})
 	switch {
 	case err != nil || a.status >= 500:
 		return s.unavailable("reserve", a, err)
@@ -130,7 +130,7 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 
 	// Charge, and settle its outcome.
 	chargeKey := s.key + ":charge"
-	a, err = s.post("/payment/charge", "charge", chargeRequest{OrderID: s.orderID, AmountCents: cart.TotalCents})
+	a, err = s.post(callCharge, "charge", chargeRequest{OrderID: s.orderID, AmountCents: cart.TotalCents})
 	var ch Charge
 	switch {
 	case s.ctx.Err() != nil:
@@ -141,7 +141,7 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 		}
 	default:
 		// The outcome is unknown: void the key, which settles it.
-		v, verr := s.post("/payment/void", "void", voidRequest{Key: chargeKey})
+		v, verr := s.post(callVoid, "void", voidRequest{Key: chargeKey})
 		if verr != nil || v.status != http.StatusOK {
 			return s.unavailable("payment", v, verr)
 		}
@@ -151,7 +151,7 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 	}
 
 	if ch.Status != ChargeCaptured {
-		a, err = s.post("/inventory/release", "release", orderRequest{OrderID: s.orderID})
+		a, err = s.post(callRelease, "release", orderRequest{OrderID: s.orderID})
 		if err != nil || a.status != http.StatusOK {
 			return s.unavailable("release", a, err)
 		}
@@ -162,7 +162,7 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 		return s.finish(jsonReply(http.StatusPaymentRequired, orderStatus{OrderID: s.orderID, Status: status}))
 	}
 
-	a, err = s.post("/inventory/commit", "commit", orderRequest{OrderID: s.orderID})
+	a, err = s.post(callCommit, "commit", orderRequest{OrderID: s.orderID})
 	switch {
 	case err != nil || a.status >= 500:
 		return s.unavailable("commit", a, err)
@@ -174,15 +174,15 @@ func (g *Group) runCheckout(ctx context.Context, key, session string) answer {
 	}
 
 	// The order is placed; clearing the cart is a courtesy.
-	if a, err := s.g.up.call(s.ctx, http.MethodDelete, "/cart", s.key+":cart", s.session, nil); err != nil || a.status != http.StatusOK {
+	if a, err := s.g.up.call(s.ctx, callCartClear.Method, callCartClear.Path, s.key+":cart", s.session, nil); err != nil || a.status != http.StatusOK {
 		g.log.Debug("shop: checkout could not clear the cart", "key", s.key, "status", a.status, "err", err)
 	}
 	return s.finish(jsonReply(http.StatusOK, checkoutAnswer{OrderID: s.orderID, TotalCents: cart.TotalCents, ChargeID: ch.ID}))
 }
 
 // post sends a step's request with the step's derived idempotency key.
-func (s *saga) post(path, step string, v any) (upAnswer, error) {
-	return s.g.up.call(s.ctx, http.MethodPost, path, s.key+":"+step, "", jsonReply(0, v).Body)
+func (s *saga) post(c Call, step string, v any) (upAnswer, error) {
+	return s.g.up.call(s.ctx, c.Method, c.Path, s.key+":"+step, "", jsonReply(0, v).Body)
 }
 
 // recorded returns the key's final answer if one is recorded.
@@ -219,7 +219,7 @@ func (s *saga) snapshot() (cartView, answer, bool) {
 		return cartView{}, s.storeError(err), false
 	}
 	if !found {
-		a, err := s.g.up.call(s.ctx, http.MethodGet, "/cart", "", s.session, nil)
+		a, err := s.g.up.call(s.ctx, callCartGet.Method, callCartGet.Path, "", s.session, nil)
 		switch {
 		case err != nil || a.status >= 500:
 			return cartView{}, s.unavailable("cart", a, err), false

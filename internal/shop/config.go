@@ -73,6 +73,25 @@ type Config struct {
 	// both Store and DataPath is an error.
 	Store Store
 
+	// AddrFile, when set, receives the instances' listen addresses, one
+	// per line, once every instance listens (written to a temporary file
+	// and renamed: a reader never sees half of it). A launcher that
+	// started the shop on port 0 learns its ports from it.
+	AddrFile string
+
+	// ReadyAfter keeps /healthz answering 503 "starting" for this long
+	// after the group starts, as a starting pod's readiness probe fails
+	// until it has loaded what it needs (0 = ready at once).
+	ReadyAfter time.Duration
+
+	// FaultAPI serves GET and POST /_shop/fault, fault injection over
+	// HTTP. Off by default: a proxy route that catches every path (the
+	// demo's) would otherwise hand anyone who reaches the proxy the power
+	// to crash instances. Even on, it answers loopback clients only and
+	// refuses requests that came through a proxy. Group.SetFault works
+	// either way.
+	FaultAPI bool
+
 	// Seed makes service times, error injection and declines
 	// reproducible; each instance derives its own stream from it.
 	Seed uint64
@@ -154,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Warmup < 0 {
 		bad("warmup %v is negative", c.Warmup)
+	}
+	if c.ReadyAfter < 0 {
+		bad("ready-after %v is negative", c.ReadyAfter)
 	}
 	if !(c.ColdFactor >= 1 && c.ColdFactor <= 1000) {
 		bad("cold-factor %v: use 1 (no cold start) or more", c.ColdFactor)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/textutil"
 )
 
 // Fault is the fault injected into one instance. The zero Fault is a
@@ -77,9 +79,9 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 		out.Crash = *w.Crash
 	}
 	if w.RestartAfter != nil && *w.RestartAfter != "" {
-		d, err := time.ParseDuration(*w.RestartAfter)
+		d, err := textutil.ParseDuration(*w.RestartAfter)
 		if err != nil {
-			return fmt.Errorf("fault: restart_after %q: write a duration such as \"5s\" or \"500ms\"", *w.RestartAfter)
+			return fmt.Errorf("fault: restart_after %q: write a duration such as \"5s\", \"500ms\" or \"1d\"", *w.RestartAfter)
 		}
 		out.RestartAfter = d
 	}
@@ -121,8 +123,8 @@ type faultState struct {
 
 // isLoopback reports whether an http.Request.RemoteAddr ("ip:port") is a
 // loopback address (127.0.0.0/8 or ::1, also in IPv4-mapped form). Fault
-// injection can take an instance down, so only the same host may use it;
-// a proxy in front does not route /_shop paths unless told to.
+// injection can take an instance down, so only the same host may use it.
+// A proxy on the same host is loopback too: see proxied.
 func isLoopback(remoteAddr string) bool {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
@@ -131,10 +133,31 @@ func isLoopback(remoteAddr string) bool {
 	return ap.Addr().Unmap().IsLoopback()
 }
 
-// serveFault answers GET and POST /_shop/fault.
+// proxied reports whether a request came through a proxy: every common one
+// (lbsys always) adds one of these headers. A proxy on the same host
+// connects from loopback, so the address alone cannot tell.
+func proxied(h http.Header) bool {
+	for _, k := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", "Via"} {
+		if _, ok := h[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// serveFault answers GET and POST /_shop/fault: only with Config.FaultAPI,
+// only from loopback, never through a proxy.
 func (c *call) serveFault() {
+	if !c.g.cfg.FaultAPI {
+		c.replyError(http.StatusNotFound, "not_found", "fault injection over HTTP is off; start the shop with --fault-api to turn it on")
+		return
+	}
 	if !isLoopback(c.r.RemoteAddr) {
 		c.replyError(http.StatusForbidden, "forbidden", "fault injection is for loopback clients only")
+		return
+	}
+	if proxied(c.r.Header) {
+		c.replyError(http.StatusForbidden, "forbidden", "fault injection is refused through a proxy; call the instance's own address")
 		return
 	}
 	switch c.r.Method {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/config"
+	"github.com/lbsys/lbsys/internal/proxy"
 )
 
 func TestIsLoopback(t *testing.T) {
@@ -69,6 +73,7 @@ func TestFaultJSON(t *testing.T) {
 		`{"slow": 3.0, "error_rate": 0.2}`:       {Slow: 3, ErrorRate: 0.2},
 		`{"hang": true}`:                         {Hang: true},
 		`{"crash": true, "restart_after": "5s"}`: {Crash: true, RestartAfter: 5 * time.Second},
+		`{"crash": true, "restart_after": "1d"}`: {Crash: true, RestartAfter: 24 * time.Hour}, // as every duration lbsys reads
 		`{"slow": 1, "hang": false, "crash": false, "restart_after": ""}`: {Slow: 1},
 	}
 	for in, want := range good {
@@ -326,4 +331,55 @@ func FuzzFaultJSON(f *testing.F) {
 			t.Fatalf("round trip %+v → %s → %+v", fl, b, back)
 		}
 	})
+}
+
+// TestFaultAPIOffTheProxiedPath: /_shop/fault is not reachable through a
+// proxy whose route catches every path (issue #13: anyone who reached the
+// demo's proxy could crash the shop). Off by default; on, it still refuses
+// requests that came through a proxy; direct loopback calls work.
+func TestFaultAPIOffTheProxiedPath(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := testConfig(t, "catalog", 1)
+		cfg.FaultAPI = on
+		g := startGroup(t, cfg)
+		ycfg, err := config.Parse([]byte(fmt.Sprintf(`admin: {listen: 127.0.0.1:0}
+listeners:
+  - {name: main, listen: 127.0.0.1:0, routes: [{service: catalog}]}
+services:
+  - {name: catalog, endpoints: [{address: %q}]}
+`, g.Addrs()[0])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		px, err := proxy.New(ycfg, proxy.Options{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := px.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(px.Close)
+		through := "http://" + px.Addr("127.0.0.1:0")
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusForbidden
+		}
+		for _, method := range []string{"GET", "POST"} {
+			if r := do(t, method, through+"/_shop/fault", `{"crash":true}`, nil); r.status != want {
+				t.Errorf("FaultAPI %v: %s through the proxy: %d %s, want %d", on, method, r.status, r.body, want)
+			}
+		}
+		if f, _ := g.Fault(0); f.Crash {
+			t.Fatalf("FaultAPI %v: a request through the proxy crashed the instance", on)
+		}
+		// Through the proxy the service itself still answers.
+		if r := do(t, "GET", through+"/catalog/products", "", nil); r.status != 200 {
+			t.Errorf("catalog through the proxy: %d", r.status)
+		}
+		// Directly from loopback: only when on.
+		r := do(t, "POST", g.URLs()[0]+"/_shop/fault", `{"slow":2}`, nil)
+		if f, _ := g.Fault(0); on && (r.status != 200 || f.Slow != 2) || !on && (r.status != 404 || f.Slow == 2) {
+			t.Errorf("FaultAPI %v: direct POST: %d %s, fault %+v", on, r.status, r.body, f)
+		}
+	}
 }

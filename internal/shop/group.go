@@ -35,8 +35,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lbsys/lbsys/internal/clock"
 )
@@ -54,6 +57,7 @@ type Group struct {
 	insts []*instance
 
 	draining atomic.Bool
+	started  time.Time // for Config.ReadyAfter
 
 	gateMu sync.RWMutex // orders enter() against Close
 	closed bool
@@ -88,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 	if g.clock == nil {
 		g.clock = clock.Real{}
 	}
+	g.started = g.clock.Now()
 	switch {
 	case cfg.Store != nil:
 		g.store = cfg.Store
@@ -128,6 +133,17 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 			return nil, fmt.Errorf("shop: %s instance %d: listen on %s: %w", cfg.Service, i, addr, err)
 		}
 		g.insts = append(g.insts, s)
+	}
+	if cfg.AddrFile != "" {
+		tmp := cfg.AddrFile + ".tmp"
+		err := os.WriteFile(tmp, []byte(strings.Join(g.Addrs(), "\n")+"\n"), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, cfg.AddrFile)
+		}
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("shop: writing the addresses to %s: %w", cfg.AddrFile, err)
+		}
 	}
 	g.stopCtx = context.AfterFunc(ctx, func() { g.Close() })
 	return g, nil

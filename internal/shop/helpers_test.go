@@ -41,6 +41,7 @@ func testConfig(t testing.TB, service string, instances int) Config {
 	}
 	cfg.Latency = 0
 	cfg.Warmup = 0
+	cfg.FaultAPI = true // the fault tests use it; TestFaultAPIOffTheProxiedPath checks the default
 	cfg.Logger = testLogger(t)
 	return cfg
 }
@@ -163,6 +164,8 @@ type stackOptions struct {
 	tune      func(*Config)  // applied to every service's config
 	dataPath  string         // SQLite file shared by all services; "" = memory
 	retries   string         // the services' retries block
+	cache     bool           // the proxy caches the catalog route
+	engine    string         // the proxy's server.engine; "" = default
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -194,8 +197,16 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		if o.retries != "" {
 			fmt.Fprintf(&svcYAML, "    retries: %s\n", o.retries)
 		}
+		if o.cache && name == "catalog" {
+			svcYAML.WriteString("    cache: {enabled: true}\n")
+		}
+	}
+	engine := o.engine
+	if engine == "" {
+		engine = config.EngineLbsys
 	}
 	yaml := fmt.Sprintf(`admin: {listen: 127.0.0.1:0}
+server: {engine: %s}
 listeners:
   - name: main
     listen: %s
@@ -206,7 +217,7 @@ listeners:
       - {match: {path_prefix: /checkout}, service: checkout}
       - {match: {path_prefix: /payment}, service: payment}
 services:
-%s`, proxyAddr, svcYAML.String())
+%s`, engine, proxyAddr, svcYAML.String())
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("proxy config: %v\n%s", err, yaml)

@@ -117,6 +117,16 @@ func handleReserve(c *call) {
 		c.replyStoreError(err)
 		return
 	}
+	if rep.Status == http.StatusOK {
+		// The reserved units left the products' available stock, which
+		// their catalog pages show (see cacheable.go).
+		ids := make([]string, len(req.Items))
+		for i, it := range req.Items {
+			ids[i] = it.ProductID
+		}
+		slices.Sort(ids)
+		c.linkInvalidates(ids)
+	}
 	c.replyRep(rep)
 }
 
@@ -199,7 +209,9 @@ func finishOrder(c *call, to string) {
 		return
 	}
 	var rep answer
+	var changed []string // products whose available stock this changed
 	err := c.g.store.Update(c.inc.ctx, func(tx Tx) error {
+		changed = changed[:0] // the store may run the function again
 		o, ok, err := tx.Order(req.OrderID)
 		if err != nil {
 			return err
@@ -228,6 +240,7 @@ func finishOrder(c *call, to string) {
 				s.Sold += it.Qty
 			} else {
 				s.Available += it.Qty
+				changed = append(changed, it.ProductID)
 			}
 			if err := tx.PutStock(s); err != nil {
 				return err
@@ -240,6 +253,9 @@ func finishOrder(c *call, to string) {
 	if err != nil {
 		c.replyStoreError(err)
 		return
+	}
+	if rep.Status == http.StatusOK {
+		c.linkInvalidates(changed)
 	}
 	c.replyRep(rep)
 }

@@ -353,8 +353,14 @@ func abandon() { panic(http.ErrAbortHandler) }
 
 func (c *call) serveHealth() {
 	status, body := http.StatusOK, "ok"
-	if c.g.draining.Load() {
+	switch {
+	case c.g.draining.Load():
 		status, body = http.StatusServiceUnavailable, "draining"
+	case c.g.cfg.ReadyAfter > 0 && c.g.clock.Now().Sub(c.g.started) < c.g.cfg.ReadyAfter:
+		// Not ready yet: a pod's readiness probe failing while it starts
+		// (caches to load, connections to open), so that nothing routes
+		// to it before ReadyAfter.
+		status, body = http.StatusServiceUnavailable, "starting"
 	}
 	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	c.setLoad()
@@ -374,6 +380,7 @@ type Stats struct {
 	Busy           int              `json:"busy"`            // workers serving
 	Workers        int              `json:"workers"`         // workers in all
 	Utilization    float64          `json:"utilization"`     // Busy / Workers (the util of X-Lbsys-Load)
+	BusySeconds    float64          `json:"busy_seconds"`    // ∫ busy workers dt since the instance started (worker·seconds): mean utilisation over an interval = Δ / (workers × interval)
 	Rejected       int64            `json:"rejected"`        // 503 overloaded answers
 	InjectedErrors int64            `json:"injected_errors"` // 500 answers injected by error_rate
 	Crashes        int64            `json:"crashes"`         // injected crashes
@@ -416,6 +423,7 @@ func (s *instance) stats(ctx context.Context) (Stats, error) {
 		Busy:           busy,
 		Workers:        cfg.Workers,
 		Utilization:    float64(busy) / float64(cfg.Workers),
+		BusySeconds:    inc.pool.busyTime().Seconds(),
 		Rejected:       s.rejected.Load(),
 		InjectedErrors: s.injected.Load(),
 		Crashes:        s.crashes.Load(),

@@ -140,6 +140,15 @@ func TestInventoryNeverOversells(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			cfg := testConfig(t, "inventory", 3)
 			cfg.Products, cfg.Stock = 1, 10
+			// Every reserve must reach the store: that is what the test
+			// is about, not how long a busy machine lets a request
+			// queue. With the default 500 ms queue timeout, SQLite's
+			// serialised writes on a loaded machine turned queued
+			// reserves into 503s (issue #16). The queue holds all 60
+			// (20 per instance), and the wait is bounded by the test's
+			// client timeout instead; the 8 workers per instance, 24 in
+			// all, still race on the one stock row.
+			cfg.Queue, cfg.QueueTimeout = 60, testClient.Timeout
 			if kind == "sqlite" {
 				cfg.DataPath = t.TempDir() + "/inv.db"
 			}
