@@ -7,9 +7,11 @@ require (
 	github.com/anishathalye/porcupine v1.0.0
 	github.com/c-bata/goptuna v0.9.0
 	github.com/emersion/go-ical v0.0.0-20250329121855-f41e73efc392
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
 	github.com/hashicorp/raft-wal v0.4.1
+	github.com/maypok86/otter/v2 v2.4.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/peers.sh — lbsys's data plane against NGINX, HAProxy, Caddy and a plain
-# Go httputil.ReverseProxy, measured as prescribed in shared/BENCHMARKS.md:
+# Go httputil.ReverseProxy, and lbsys's response cache against NGINX's
+# proxy_cache (cache hits vs proxied requests), measured as prescribed in
+# shared/BENCHMARKS.md:
 # proxy alone on core 0, wrk and the backends on core 1, wrk -t1 -c64 -d10s
 # --latency after a 3 s warm-up, proxy CPU per 100k requests from /proc,
 # quiet-machine guard, alternated rounds, medians and ratios vs NGINX.
@@ -11,7 +13,7 @@ set -euo pipefail
 
 # ----------------------------------------------------------------------------
 # defaults
-ALL_PEERS="nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy"
+ALL_PEERS="nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy,nginx-cache,lbsys-cache"
 PEERS="$ALL_PEERS"
 ROUNDS=3
 DURATION="10s"
@@ -27,6 +29,10 @@ PORT_GOPROXY=18085
 PORT_LBSYS_ADMIN=19901
 PORT_LBSYS_STICKY=18086
 PORT_LBSYS_STICKY_ADMIN=19902
+PORT_NGINX_CACHE=18087
+PORT_LBSYS_CACHE=18088
+PORT_LBSYS_CACHE_ADMIN=19903
+CACHE_PATH="/cached/item" # what the cache peers' wrk asks: the backend marks /cached/ cacheable
 PROXY_CPU=0
 LOAD_CPU=1
 QUIET_PCT=10      # a quiet second: machine non-idle CPU below this % of one core
@@ -49,15 +55,24 @@ the proxy alone pinned on core 0, wrk and the backends on core 1; per run a
 quiet second, a warm-up, then `wrk -t1 -cC -dD --latency`; the proxy's whole
 process tree CPU (utime+stime) is read from /proc before and after.
 
+The cache peers (nginx-cache: NGINX with proxy_cache; lbsys-cache: lbsys with
+its response cache on the route) are the same proxies with a cacheable route
+(the backend sends Cache-Control: public, max-age=3600 under /cached/); wrk
+asks one URL there, so after the warm-up every measured request is a cache
+hit. Their CPU per request against their plain peer's (nginx, lbsys) is the
+cost of a hit relative to a proxied request.
+
 Prints a Markdown table of medians over rounds with ratios vs NGINX, and writes
 every run (including discarded ones) to bench/results/peers-<date>.csv.
 
 Options:
   --peers LIST          comma-separated peers to run, in this order in odd
                         rounds (reversed in even rounds).
-                        Default: nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy
+                        Default: nginx,haproxy,caddy,lbsys,lbsys-sticky,goproxy,
+                        nginx-cache,lbsys-cache
                         (lbsys-sticky: lbsys plus cookie affinity, slow
-                        start and the JSON-lines telemetry sink)
+                        start and the JSON-lines telemetry sink;
+                        nginx-cache, lbsys-cache: cache hits, see above)
   --rounds N            rounds; each round runs every peer once. Default 3.
   --duration D          measured wrk run length (Ns, Nm or N seconds). Default 10s.
   --warmup D            wrk warm-up before each measured run. Default 3s.
@@ -70,6 +85,8 @@ Options:
   --port-caddy P        Default 18083.      --port-lbsys P     Default 18084.
   --port-goproxy P      Default 18085.      --port-lbsys-admin P  Default 19901.
   --port-lbsys-sticky P Default 18086.      --port-lbsys-sticky-admin P  Default 19902.
+  --port-nginx-cache P  Default 18087.      --port-lbsys-cache P  Default 18088.
+  --port-lbsys-cache-admin P  Default 19903.
   --proxy-cpu N         core the proxy is pinned on. Default 0.
   --load-cpu N          core wrk and the backends are pinned on. Default 1.
   --quiet-pct N         before each run, wait (up to 10 tries of 1 s) for a
@@ -120,6 +137,9 @@ while [ $# -gt 0 ]; do
 	--port-lbsys-admin) PORT_LBSYS_ADMIN="${2:?}"; shift ;;
 	--port-lbsys-sticky) PORT_LBSYS_STICKY="${2:?}"; shift ;;
 	--port-lbsys-sticky-admin) PORT_LBSYS_STICKY_ADMIN="${2:?}"; shift ;;
+	--port-nginx-cache) PORT_NGINX_CACHE="${2:?}"; shift ;;
+	--port-lbsys-cache) PORT_LBSYS_CACHE="${2:?}"; shift ;;
+	--port-lbsys-cache-admin) PORT_LBSYS_CACHE_ADMIN="${2:?}"; shift ;;
 	--proxy-cpu) PROXY_CPU="${2:?}"; shift ;;
 	--load-cpu) LOAD_CPU="${2:?}"; shift ;;
 	--quiet-pct) QUIET_PCT="${2:?}"; shift ;;
@@ -145,7 +165,8 @@ to_seconds() {
 DUR_S=$(to_seconds "$DURATION")
 WARM_S=$(to_seconds "$WARMUP")
 for v in ROUNDS CONNECTIONS MAX_SECONDS DUR_S WARM_S PROXY_CPU LOAD_CPU QUIET_PCT GUARD_PCT MAX_REPEATS \
-	PORT_NGINX PORT_HAPROXY PORT_CADDY PORT_LBSYS PORT_GOPROXY PORT_LBSYS_ADMIN PORT_LBSYS_STICKY PORT_LBSYS_STICKY_ADMIN; do
+	PORT_NGINX PORT_HAPROXY PORT_CADDY PORT_LBSYS PORT_GOPROXY PORT_LBSYS_ADMIN PORT_LBSYS_STICKY PORT_LBSYS_STICKY_ADMIN \
+	PORT_NGINX_CACHE PORT_LBSYS_CACHE PORT_LBSYS_CACHE_ADMIN; do
 	is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
 done
 [ "$ROUNDS" -ge 1 ] || die "--rounds must be >= 1"
@@ -263,7 +284,10 @@ pids_of() { # pids_of NAME...: PIDs whose comm is one of NAME
 install_peers() {
 	local pkgs=() p
 	for p in "${PEER_LIST[@]}"; do
-		case "$p" in nginx | haproxy | caddy) command -v "$p" >/dev/null 2>&1 || pkgs+=("$p") ;; esac
+		case "$p" in
+		nginx | haproxy | caddy) command -v "$p" >/dev/null 2>&1 || pkgs+=("$p") ;;
+		nginx-cache) command -v nginx >/dev/null 2>&1 || case " ${pkgs[*]} " in *" nginx "*) ;; *) pkgs+=(nginx) ;; esac ;;
+		esac
 	done
 	command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
 	[ "${#pkgs[@]}" -gt 0 ] || return 0
@@ -391,7 +415,12 @@ peer_port() {
 	case "$1" in
 	nginx) echo "$PORT_NGINX" ;; haproxy) echo "$PORT_HAPROXY" ;; caddy) echo "$PORT_CADDY" ;;
 	lbsys) echo "$PORT_LBSYS" ;; goproxy) echo "$PORT_GOPROXY" ;; lbsys-sticky) echo "$PORT_LBSYS_STICKY" ;;
+	nginx-cache) echo "$PORT_NGINX_CACHE" ;; lbsys-cache) echo "$PORT_LBSYS_CACHE" ;;
 	esac
+}
+
+peer_path() { # the path wrk asks of a peer
+	case "$1" in nginx-cache | lbsys-cache) echo "$CACHE_PATH" ;; *) echo / ;; esac
 }
 
 write_configs() {
@@ -431,6 +460,36 @@ $lines        keepalive 64;
     }
 }
 EOF
+
+	# nginx-cache: the same NGINX with proxy_cache on /cached/ (keys in
+	# shared memory, bodies in files as NGINX always stores them; the page
+	# cache serves the hits) and X-Cache from $upstream_cache_status.
+	mkdir -p "$TMP/nginx-cache"
+	awk -v port="$PORT_NGINX" -v cport="$PORT_NGINX_CACHE" -v dir="$TMP/nginx-cache" '
+		{ gsub("/nginx/", "/nginx-cache/"); sub("listen 127.0.0.1:" port ";", "listen 127.0.0.1:" cport ";") }
+		/^    upstream backends \{/ {
+			print "    proxy_cache_path " dir "/cache levels=1:2 keys_zone=bench:10m max_size=64m inactive=60m use_temp_path=off;"
+		}
+		/^        location \/ \{/ {
+			print "        location /cached/ {"
+			print "            proxy_pass http://backends;"
+			print "            proxy_http_version 1.1;"
+			print "            proxy_set_header Connection \"\";"
+			print "            proxy_cache bench;"
+			print "            add_header X-Cache $upstream_cache_status;"
+			print "        }"
+		}
+		{ print }' "$TMP/nginx/nginx.conf" >"$TMP/nginx-cache/nginx.conf"
+	# The worker (NGINX's compiled-in user, nobody unless --user= says
+	# otherwise, when started as root) must reach the cache directory in
+	# this private temporary directory.
+	mkdir -p "$TMP/nginx-cache/cache"
+	if [ "$(id -u)" = 0 ]; then
+		local wuser
+		wuser=$(nginx -V 2>&1 | tr ' ' '\n' | sed -n 's/^--user=//p')
+		chmod o+x "$TMP" "$TMP/nginx-cache"
+		chown "${wuser:-nobody}" "$TMP/nginx-cache/cache"
+	fi
 
 	lines=""
 	local i=1
@@ -521,6 +580,14 @@ EOF
 telemetry:
   jsonl_path: $TMP/lbsys/telemetry.jsonl
 EOF
+	# lbsys-cache: lbsys (all features on, as above) with its response
+	# cache on a /cached route in front of the same service.
+	awk -v admin="127.0.0.1:$PORT_LBSYS_ADMIN" -v cadmin="127.0.0.1:$PORT_LBSYS_CACHE_ADMIN" \
+		-v listen="127.0.0.1:$PORT_LBSYS" -v clisten="127.0.0.1:$PORT_LBSYS_CACHE" '
+		$0 == "  listen: " admin { $0 = "  listen: " cadmin }
+		$0 == "  - listen: " listen { $0 = "  - listen: " clisten }
+		$0 == "      - service: app" { print "      - {name: cached, match: {path_prefix: /cached}, service: app, cache: {enabled: true}}" }
+		{ print }' "$TMP/lbsys/lbsys.yaml" >"$TMP/lbsys/cache.yaml"
 }
 
 # start_peer NAME -> sets PEER_PID (the PID whose process tree is the proxy)
@@ -529,11 +596,13 @@ start_peer() {
 	local cmd=()
 	case "$name" in
 	nginx) cmd=(nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log") ;;
+	nginx-cache) cmd=(nginx -p "$TMP/nginx-cache/" -c "$TMP/nginx-cache/nginx.conf" -e "$TMP/nginx-cache/error.log") ;;
 	haproxy) cmd=(haproxy -db -f "$TMP/haproxy/haproxy.cfg") ;;
 	caddy) cmd=(env HOME="$TMP/caddy" XDG_DATA_HOME="$TMP/caddy/data" XDG_CONFIG_HOME="$TMP/caddy/config"
 		caddy run --config "$TMP/caddy/Caddyfile" --adapter caddyfile) ;;
 	lbsys) cmd=("$TMP/bin/lbsys" proxy --config "$TMP/lbsys/lbsys.yaml") ;;
 	lbsys-sticky) cmd=("$TMP/bin/lbsys" proxy --config "$TMP/lbsys/sticky.yaml") ;;
+	lbsys-cache) cmd=("$TMP/bin/lbsys" proxy --config "$TMP/lbsys/cache.yaml") ;;
 	goproxy) local b="" p
 		for p in "${BPORTS[@]}"; do b+="127.0.0.1:$p,"; done
 		cmd=("$TMP/bin/goproxy" -listen "127.0.0.1:$PORT_GOPROXY" -backends "${b%,}" -max-idle-per-host 64) ;;
@@ -558,10 +627,10 @@ wait_ready() { # wait_ready PORT PID -> 0 when GET / answers 200 within READY_SE
 
 peer_version() {
 	case "$1" in
-	nginx) nginx -v 2>&1 | sed 's/.*version: //' ;;
+	nginx | nginx-cache) nginx -v 2>&1 | sed 's/.*version: //' ;;
 	haproxy) haproxy -v 2>&1 | head -1 | awk '{print "HAProxy " $3}' ;;
 	caddy) caddy version 2>/dev/null | awk '{print "Caddy " $1}' ;;
-	lbsys | lbsys-sticky) local rev
+	lbsys | lbsys-sticky | lbsys-cache) local rev
 		rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) || rev="no commit"
 		[ -z "$(git -C "$REPO" status --porcelain -- cmd internal go.mod 2>/dev/null)" ] || rev+=", modified"
 		echo "lbsys ($rev)" ;;
@@ -595,7 +664,8 @@ parse_wrk() { # parse_wrk FILE -> "reqs rps p50ms p99ms errors non2xx"
 run_peer() {
 	local name=$1 round=$2 pos=$3 port attempt status
 	port=$(peer_port "$name")
-	local url="http://127.0.0.1:$port/"
+	local url
+	url="http://127.0.0.1:$port$(peer_path "$name")"
 
 	if ! port_free "$port"; then
 		log "$name: port $port is already in use by another process; skipping $name"
@@ -619,6 +689,11 @@ run_peer() {
 		# warm-up (output discarded)
 		bounded $((WARM_S + 15)) taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARM_S}s" "$url" >/dev/null 2>&1 || true
 		check_deadline
+		case "$name" in *-cache) # the measured requests must be hits
+			local xc
+			xc=$(curl -s -o /dev/null -D - --max-time 2 "$url" 2>/dev/null | awk -F': *' 'tolower($1)=="x-cache" {gsub("\r",""); print $2}')
+			[ "$xc" = HIT ] || log "$name: after the warm-up $url answers X-Cache '${xc:-none}', not HIT: the run measures no cache hits" ;;
+		esac
 
 		local tree; mapfile -t tree < <(descendants "$pid")
 		local p0 b0 w0 m0 s0 t0 p1 b1 w1 m1 s1 t1
@@ -681,6 +756,7 @@ run_peer() {
 
 # ----------------------------------------------------------------------------
 # summary: medians over kept runs (ok or noisy) per peer, ratios vs nginx
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 col() { # col PEER FIELD# -> values of kept runs
 	awk -F, -v p="$1" -v c="$2" 'NR>1 && $3==p && ($5=="ok" || $5=="noisy") {print $c}' "$CSV"
@@ -726,6 +802,22 @@ print_summary() { # print_summary NOTE: table of medians to stdout and to <csv>.
 		done
 		echo
 		echo "Medians over rounds. \`*\`: at least one kept run had other processes above ${GUARD_PCT}% of a core after ${MAX_REPEATS} repeats; \`!\`: wrk saw socket errors or non-2xx responses. Raw runs: \`${CSV#"$REPO"/}\`. $1"
+		# Cache hits against proxied requests (issue #15): CPU per request of
+		# a hit ÷ of a proxied request, per proxy; lbsys's goal is ≤ 0.5.
+		local cl=()
+		if [ -n "${MCPU[lbsys-cache]:-}" ] && [ -n "${MCPU[lbsys]:-}" ]; then
+			cl+=("lbsys hit ÷ lbsys proxied $(ratio "${MCPU[lbsys-cache]}" "${MCPU[lbsys]}") (goal ≤ 0.5)")
+		fi
+		if [ -n "${MCPU[nginx-cache]:-}" ] && [ -n "${MCPU[nginx]:-}" ]; then
+			cl+=("NGINX hit ÷ NGINX proxied $(ratio "${MCPU[nginx-cache]}" "${MCPU[nginx]}")")
+		fi
+		if [ -n "${MCPU[lbsys-cache]:-}" ] && [ -n "${MCPU[nginx-cache]:-}" ]; then
+			cl+=("lbsys hit ÷ NGINX hit $(ratio "${MCPU[lbsys-cache]}" "${MCPU[nginx-cache]}")")
+		fi
+		if [ "${#cl[@]}" -gt 0 ]; then
+			echo
+			printf 'Cache hits, CPU per request (medians): %s.\n' "$(printf '%s; ' "${cl[@]}" | sed 's/; $//')"
+		fi
 	} | tee "${CSV%.csv}.md"
 }
 
@@ -748,10 +840,10 @@ for p in "${PEER_LIST[@]}"; do
 	case "$p" in
 	goproxy) bounded 300 go build -o "$TMP/bin/goproxy" ./bench/goproxy >"$TMP/build-goproxy.log" 2>&1 ||
 		{ log "go build ./bench/goproxy failed; skipping goproxy"; cat "$TMP/build-goproxy.log" >&2; SKIP[$p]=1; } ;;
-	lbsys | lbsys-sticky) [ -x "$TMP/bin/lbsys" ] || { log "building lbsys"
+	lbsys | lbsys-sticky | lbsys-cache) [ -x "$TMP/bin/lbsys" ] || { log "building lbsys"
 		bounded 300 go build -o "$TMP/bin/lbsys" ./cmd/lbsys >"$TMP/build-lbsys.log" 2>&1; } ||
 		{ log "go build ./cmd/lbsys failed; skipping $p:"; sed 's/^/    /' "$TMP/build-lbsys.log" | head -20 >&2; SKIP[$p]=1; } ;;
-	*) command -v "$p" >/dev/null 2>&1 || { log "$p is not installed; skipping $p"; SKIP[$p]=1; } ;;
+	*) command -v "${p%-cache}" >/dev/null 2>&1 || { log "${p%-cache} is not installed; skipping $p"; SKIP[$p]=1; } ;;
 	esac
 done
 check_deadline
@@ -761,7 +853,7 @@ write_configs
 for p in "${BPORTS[@]}"; do port_free "$p" || die "backend port $p is already in use (choose others with --backend-ports)"; done
 BP=""
 for p in "${BPORTS[@]}"; do BP+="$p,"; done
-taskset -c "$LOAD_CPU" "$TMP/bin/backend" -ports "${BP%,}" >"$TMP/backend.log" 2>&1 </dev/null &
+taskset -c "$LOAD_CPU" "$TMP/bin/backend" -ports "${BP%,}" -cacheable /cached/ >"$TMP/backend.log" 2>&1 </dev/null &
 BACKEND_PID=$!
 STARTED_PIDS+=("$BACKEND_PID")
 for p in "${BPORTS[@]}"; do

@@ -137,8 +137,9 @@ EOF
 		curl -fsS "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
 		sleep 0.1
 	done
+	# --max-error-rate 0: the sheds and errors of a weak policy are what is measured.
 	local load=("$TMP/lbsys" load --target "http://127.0.0.1:$PROXY_PORT" --mode requests --mix product=1 \
-		--rate "$RATE" --seed "$SEED" --quiet --format json --timeout 5s)
+		--rate "$RATE" --seed "$SEED" --quiet --format json --timeout 5s --max-error-rate 0)
 	taskset -c 0 "${load[@]}" --duration "$WARMUP" >/dev/null
 	taskset -c 0 "${load[@]}" --duration "$DURATION" >"$TMP/$policy.json"
 	curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/$policy.metrics"

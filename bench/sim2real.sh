@@ -127,7 +127,7 @@ done
 # measured mean (the nominal one is simulated too, for reference).
 log "calibrating the shop's service time"
 $PIN0 "$TMP/lbsys" load --target "http://127.0.0.1:$BASE_PORT" --mode requests --mix product=1 \
-	--rate 50 --duration 5s --seed "$SEED" --quiet --format json >"$TMP/calib.json"
+	--rate 50 --duration 5s --seed "$SEED" --quiet --format json --max-error-rate 0 >"$TMP/calib.json"
 CALIB_MS=$(python3 -c "import json; print(round(json.load(open('$TMP/calib.json'))['latency_ms']['mean'], 2))")
 log "mean service time at low load: ${CALIB_MS}ms (nominal ${LATENCY_MS}ms)"
 
@@ -153,7 +153,7 @@ EOF
 	done
 	$PIN0 "$TMP/lbsys" load --target "http://127.0.0.1:$PROXY_PORT" --mode requests --mix product=1 \
 		--rate "$BASE_RATE" --flash-sale "at=${FLASH_AT}s,for=${FLASH_FOR}s,x=$FLASH_X,rise=${FLASH_RISE}s,fall=${FLASH_FALL}s" \
-		--duration "${DURATION}s" --seed "$SEED" --timeout 10s --quiet --format json >"$TMP/real-$policy.json"
+		--duration "${DURATION}s" --seed "$SEED" --timeout 10s --quiet --format json --max-error-rate 0 >"$TMP/real-$policy.json"
 	kill "$px"
 	wait "$px" 2>/dev/null || true
 	sleep 1 # let the shop's queues empty

@@ -2,9 +2,13 @@
 // HTTP/1.1 server that answers every path with a fixed body (1 KiB by
 // default) and /healthz with "ok". One process can serve several listeners,
 // so the three benchmark backends run as one process pinned on one core.
+// With -cacheable PREFIX, paths under PREFIX answer with caching headers
+// (Cache-Control: public, max-age=3600, an ETag and Last-Modified), so that
+// a caching proxy in front (lbsys's cache, NGINX's proxy_cache) stores them;
+// every other path has none and is proxied every time.
 //
 //	go run ./bench/backend -listen 127.0.0.1:18001 -listen 127.0.0.1:18002
-//	go run ./bench/backend -ports 18001,18002,18003
+//	go run ./bench/backend -ports 18001,18002,18003 -cacheable /cached/
 package main
 
 import (
@@ -35,7 +39,11 @@ func main() {
 	ports := flag.String("ports", "", "comma-separated ports to serve on, bound to -host")
 	host := flag.String("host", "127.0.0.1", "host for -ports")
 	size := flag.Int("size", 1024, "response body size in bytes")
+	cacheable := flag.String("cacheable", "", "path prefix whose responses carry caching headers (Cache-Control: public, max-age=3600, ETag, Last-Modified); empty: none")
 	flag.Parse()
+	if *cacheable != "" && !strings.HasPrefix(*cacheable, "/") {
+		log.Fatalf("backend: -cacheable must be a path prefix starting with /, got %q", *cacheable)
+	}
 
 	if *ports != "" {
 		for _, p := range strings.Split(*ports, ",") {
@@ -64,6 +72,11 @@ func main() {
 	okBody := []byte("ok")
 	okLen := []string{strconv.Itoa(len(okBody))}
 	textPlain := []string{"text/plain"}
+	// Caching headers, built once: every cacheable response is the same
+	// representation.
+	cacheControl := []string{"public, max-age=3600"}
+	etag := []string{`"bench-` + strconv.Itoa(len(body)) + `"`}
+	lastModified := []string{time.Now().UTC().Add(-time.Hour).Format(http.TimeFormat)}
 
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -73,6 +86,15 @@ func main() {
 			w.WriteHeader(http.StatusOK)
 			w.Write(okBody)
 			return
+		}
+		if *cacheable != "" && strings.HasPrefix(r.URL.Path, *cacheable) {
+			h["Cache-Control"] = cacheControl
+			h["Etag"] = etag
+			h["Last-Modified"] = lastModified
+			if r.Header.Get("If-None-Match") == etag[0] {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
 		}
 		h["Content-Length"] = bodyLen
 		w.WriteHeader(http.StatusOK)
@@ -104,7 +126,7 @@ func main() {
 			}
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "backend: serving %d-byte body on %s\n", len(body), strings.Join(listens, " "))
+	fmt.Fprintf(os.Stderr, "backend: serving %d-byte body on %s (cacheable: %q)\n", len(body), strings.Join(listens, " "), *cacheable)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

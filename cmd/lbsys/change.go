@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,14 +9,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/lbsys/lbsys/api/directive"
+	"github.com/lbsys/lbsys/api/change"
+	"github.com/lbsys/lbsys/internal/gaia/changetext"
 	"github.com/lbsys/lbsys/internal/gaia/client"
-	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
 
 // clientFlags are the flags of every command that talks to a coordinator.
@@ -36,64 +34,39 @@ func (cf *clientFlags) register(cmd *cobra.Command) {
 	}
 	f.StringVar(&cf.urls, "coordinator", def, "coordinator URL(s), comma-separated (any member; default $LBSYS_COORDINATOR)")
 	f.StringVar(&cf.tokenFile, "token-file", "", "file whose first line is your bearer token (default: $LBSYS_TOKEN, then $LBSYS_COORDINATOR_TOKEN)")
-	f.DurationVar(&cf.timeout, "timeout", 15*time.Second, "give up after this long")
+	f.DurationVar(&cf.timeout, "timeout", 15*time.Second, "give up after this long (retries through the members until then, e.g. while a new leader is elected)")
 	f.BoolVar(&cf.json, "json", false, "print the coordinator's JSON answer")
 }
 
 func (cf *clientFlags) client() (*client.Client, context.Context, context.CancelFunc, error) {
-	token := ""
-	switch {
-	case cf.tokenFile != "":
-		t, err := readTokenFile(cf.tokenFile)
-		if err != nil {
-			return nil, nil, nil, usageError{fmt.Errorf("--token-file: %w", err)}
-		}
-		token = t
-	case os.Getenv("LBSYS_TOKEN") != "":
-		token = strings.TrimSpace(os.Getenv("LBSYS_TOKEN"))
-	default:
-		token = strings.TrimSpace(os.Getenv("LBSYS_COORDINATOR_TOKEN"))
+	token, err := client.Token(cf.tokenFile)
+	if err != nil {
+		return nil, nil, nil, usageError{fmt.Errorf("--token-file: %w", err)}
 	}
 	if token == "" {
 		return nil, nil, nil, usageError{errors.New("no token: pass --token-file or set LBSYS_TOKEN")}
 	}
-	var urls []string
-	for _, u := range strings.Split(cf.urls, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-				return nil, nil, nil, usageError{fmt.Errorf("--coordinator %q: want http://host:port", u)}
-			}
-			urls = append(urls, u)
-		}
+	urls, err := client.ParseURLs(cf.urls)
+	if err != nil {
+		return nil, nil, nil, usageError{fmt.Errorf("--coordinator %w", err)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	return client.New(urls, token), ctx, cancel, nil
 }
 
-func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", err
-	}
-	if line = strings.TrimSpace(line); line == "" {
-		return "", fmt.Errorf("%s: the first line is empty; write the token on it", path)
-	}
-	return line, nil
-}
+// readTokenFile reads a token file (its first line).
+func readTokenFile(path string) (string, error) { return client.ReadTokenFile(path) }
 
 // apiError maps the coordinator's refusals to exit codes: bad input
-// (400, 422) is a usage error (2), the rest a failure (1).
+// (400, 422) is a usage error (2), the rest a failure (1). A write that may
+// have been applied without a confirmation says so, with its key and how
+// to check or retry safely.
 func apiError(err error) error {
 	var ce *client.Error
 	if errors.As(err, &ce) && (ce.Status == 400 || ce.Status == 422) {
 		return usageError{err}
 	}
-	return err
+	return changetext.UnknownOutcome(err)
 }
 
 func printJSON(w io.Writer, v any) {
@@ -152,34 +125,13 @@ func newChangeListCmd() *cobra.Command {
 				printJSON(cmd.OutOrStdout(), cs)
 				return nil
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tVERSION\tOUTCOME\tREQUESTER\tUPDATED\tREASON")
-			for _, c := range cs {
-				v := "-"
-				if c.Version != 0 {
-					v = strconv.FormatUint(c.Version, 10)
-				}
-				o := string(c.Outcome)
-				if o == "" {
-					o = "-"
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, c.State, v, o, c.Requester, c.UpdatedAt.UTC().Format(time.RFC3339), oneLine(c.Reason, 60))
-			}
-			return tw.Flush()
+			return changetext.WriteList(cmd.OutOrStdout(), cs)
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVar(&state, "state", "", "only changes in this state (new, assess, authorize, scheduled, implement, review, closed, canceled) or open")
 	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many")
 	return cmd
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
-	}
-	return s
 }
 
 func newChangeShowCmd() *cobra.Command {
@@ -206,27 +158,7 @@ func newChangeShowCmd() *cobra.Command {
 				printJSON(cmd.OutOrStdout(), v)
 				return nil
 			}
-			printChange(cmd.OutOrStdout(), v.Change)
-			w := cmd.OutOrStdout()
-			if a := v.Assessment; a != nil {
-				fmt.Fprintf(w, "assessment: %d difference(s) from version %d; largest weight move %s; blessed %v; within standard policy %v\n",
-					a.Changes, a.Against, pctString(a.MaxWeightMovePercent), a.Blessed, a.WithinPolicy)
-				for _, n := range a.Notes {
-					fmt.Fprintf(w, "  - %s\n", n)
-				}
-			}
-			for _, ap := range v.Approvals {
-				fmt.Fprintf(w, "approval (%s): %s at %s: %s\n", ap.Stage, ap.Who, ap.At.UTC().Format(time.RFC3339), ap.Reason)
-			}
-			fmt.Fprintf(w, "diff:\n%s", indent(directive.FormatDiff(v.Diff)))
-			fmt.Fprintln(w, "audit:")
-			for _, a := range v.Audit {
-				move := a.Event
-				if a.Event == "transition" {
-					move = fmt.Sprintf("%s -> %s", orDash(string(a.From)), a.To)
-				}
-				fmt.Fprintf(w, "  %s  %-24s %-8s %s\n", a.At.UTC().Format("2006-01-02T15:04:05.000Z"), move, a.Who, a.Why)
-			}
+			changetext.WriteView(cmd.OutOrStdout(), v)
 			return nil
 		},
 	}
@@ -234,58 +166,9 @@ func newChangeShowCmd() *cobra.Command {
 	return cmd
 }
 
-func printChange(w io.Writer, c *fsm.Change) {
-	fmt.Fprintf(w, "change %d (%s): %s", c.ID, c.Type, c.State)
-	if c.Outcome != "" {
-		fmt.Fprintf(w, ", %s", c.Outcome)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "requested by %s at %s: %s\n", c.Requester, c.CreatedAt.UTC().Format(time.RFC3339), c.Reason)
-	if c.Version != 0 {
-		fmt.Fprintf(w, "version %d (on top of %d)", c.Version, c.Base)
-		if c.RollbackOf != 0 || c.RollbackFor != 0 {
-			fmt.Fprintf(w, ", restoring version %d", c.RollbackOf)
-		}
-		fmt.Fprintln(w)
-	}
-	if !c.NotBefore.IsZero() {
-		fmt.Fprintf(w, "not before %s\n", c.NotBefore.UTC().Format(time.RFC3339))
-	}
-	if c.Detail != "" {
-		fmt.Fprintf(w, "detail: %s\n", c.Detail)
-	}
-	if c.RolledBackBy != 0 {
-		fmt.Fprintf(w, "rolled back by change %d\n", c.RolledBackBy)
-	}
-}
-
-func pctString(p float64) string {
-	if p < 0 {
-		return "unbounded (from weight 0)"
-	}
-	return strconv.FormatFloat(p, 'f', 1, 64) + "%"
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func indent(s string) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(s, "\n") {
-		if l != "" {
-			b.WriteString("  " + l)
-		}
-	}
-	return b.String()
-}
-
 func newChangeDecisionCmd(action, short string) *cobra.Command {
 	var cf clientFlags
-	var reason string
+	var reason, key string
 	cmd := &cobra.Command{
 		Use:   action + " ID --reason TEXT",
 		Short: short,
@@ -303,7 +186,10 @@ func newChangeDecisionCmd(action, short string) *cobra.Command {
 				return err
 			}
 			defer cancel()
-			ch, err := c.Decide(ctx, id, action, reason)
+			if key == "" {
+				key = client.NewKey()
+			}
+			ch, err := c.Decision(ctx, id, action, change.DecisionRequest{Reason: reason, IdempotencyKey: key})
 			if err != nil {
 				return apiError(err)
 			}
@@ -311,12 +197,13 @@ func newChangeDecisionCmd(action, short string) *cobra.Command {
 				printJSON(cmd.OutOrStdout(), ch)
 				return nil
 			}
-			printChange(cmd.OutOrStdout(), ch)
+			changetext.WriteChange(cmd.OutOrStdout(), ch)
 			return nil
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
+	cmd.Flags().StringVar(&key, "idempotency-key", "", "retry a decision whose outcome was unknown: the same key returns the change instead of deciding twice (default: a new random key)")
 	return cmd
 }
 
@@ -334,7 +221,7 @@ post-implementation review required); --type normal makes it wait for an
 approver and go through the canary.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := client.RollbackRequest{ToVersion: toVersion, Type: fsm.Type(typ), Reason: reason, IdempotencyKey: key}
+			req := change.RollbackRequest{ToVersion: toVersion, Type: change.Type(typ), Reason: reason, IdempotencyKey: key}
 			if len(args) == 1 {
 				id, err := parseID(args[0])
 				if err != nil {
@@ -353,6 +240,9 @@ approver and go through the canary.`,
 				return err
 			}
 			defer cancel()
+			if req.IdempotencyKey == "" {
+				req.IdempotencyKey = client.NewKey()
+			}
 			ch, err := c.Rollback(ctx, req)
 			if err != nil {
 				return apiError(err)
@@ -361,7 +251,7 @@ approver and go through the canary.`,
 				printJSON(cmd.OutOrStdout(), ch)
 				return nil
 			}
-			printChange(cmd.OutOrStdout(), ch)
+			changetext.WriteChange(cmd.OutOrStdout(), ch)
 			return nil
 		},
 	}
@@ -370,6 +260,6 @@ approver and go through the canary.`,
 	f.Uint64Var(&toVersion, "to-version", 0, "restore this version's content")
 	f.StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
 	f.StringVar(&typ, "type", "emergency", "change type: emergency, normal or standard")
-	f.StringVar(&key, "idempotency-key", "", "a retry with the same key returns the first rollback instead of making another")
+	f.StringVar(&key, "idempotency-key", "", "a retry with the same key returns the first rollback instead of making another (default: a new random key)")
 	return cmd
 }

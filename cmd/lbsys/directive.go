@@ -11,9 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
+	"github.com/lbsys/lbsys/internal/gaia/changetext"
 	"github.com/lbsys/lbsys/internal/gaia/client"
-	"github.com/lbsys/lbsys/internal/gaia/fsm"
 )
 
 func newDirectiveCmd() *cobra.Command {
@@ -104,7 +105,7 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 			if strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("--reason is required: it goes into the audit log")}
 			}
-			req := client.ProposeRequest{Type: fsm.Type(typ), Reason: reason, Directive: d.Content(), NoCanary: noCanary, IdempotencyKey: key, IfStable: ifStable}
+			req := change.ProposeRequest{Type: change.Type(typ), Reason: reason, Directive: d.Content(), NoCanary: noCanary, IdempotencyKey: key, IfStable: ifStable}
 			if notBefore != "" {
 				t, err := time.Parse(time.RFC3339, notBefore)
 				if err != nil {
@@ -117,6 +118,12 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 				return err
 			}
 			defer cancel()
+			if req.IdempotencyKey == "" {
+				// One key per invocation: the client re-sends the proposal
+				// after a lost answer, and the coordinator returns the
+				// first change instead of making a second.
+				req.IdempotencyKey = client.NewKey()
+			}
 			ch, err := c.Propose(ctx, req)
 			if err != nil {
 				return apiError(err)
@@ -124,19 +131,10 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 			if cf.json {
 				printJSON(cmd.OutOrStdout(), ch)
 			} else {
-				printChange(cmd.OutOrStdout(), ch)
-				switch ch.State {
-				case fsm.Authorize:
-					fmt.Fprintf(cmd.OutOrStdout(), "next: an approver runs `lbsys change approve %d --reason ...`\n", ch.ID)
-				case fsm.Implement:
-					fmt.Fprintf(cmd.OutOrStdout(), "directive version %d is rolling out; watch it with `lbsys change show %d`\n", ch.Version, ch.ID)
-				case fsm.Review:
-					if ch.Type == fsm.Emergency && ch.Outcome == fsm.Success {
-						fmt.Fprintf(cmd.OutOrStdout(), "next: after the post-implementation review, `lbsys change approve %d --reason ...` closes it\n", ch.ID)
-					}
-				}
+				changetext.WriteChange(cmd.OutOrStdout(), ch)
+				changetext.WriteNext(cmd.OutOrStdout(), ch)
 			}
-			if ch.State == fsm.Canceled {
+			if ch.State == change.Canceled {
 				return usageError{fmt.Errorf("change %d refused: %s", ch.ID, ch.Detail)}
 			}
 			return nil
@@ -149,7 +147,7 @@ standard-change policy, 1 when the coordinator could not commit it.`,
 	f.StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
 	f.StringVar(&notBefore, "not-before", "", "implement no earlier than this RFC 3339 time (standard and normal changes)")
 	f.BoolVar(&noCanary, "no-canary", false, "roll out to every proxy at once instead of a canary first")
-	f.StringVar(&key, "idempotency-key", "", "a retry with the same key returns the first change instead of making another")
+	f.StringVar(&key, "idempotency-key", "", "a retry with the same key returns the first change instead of making another (default: a new random key per run; give the one an \"outcome unknown\" error printed to retry safely)")
 	f.Uint64Var(&ifStable, "if-stable", 0, "only if the stable version is N, and is still N when the change's turn comes (else refused, or canceled as stale): a directive edited from version N then never overwrites a later one")
 	return cmd
 }

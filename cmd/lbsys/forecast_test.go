@@ -134,6 +134,9 @@ func TestForecastEvalRejectsBadUsage(t *testing.T) {
 		{nil, exitUsage, "--trace is required"},
 		{[]string{"--trace", pedestrians, "--format", "xml"}, exitUsage, "--format"},
 		{[]string{"--trace", pedestrians, "--horizons", "soon"}, exitUsage, "--horizons"},
+		{[]string{"--trace", pedestrians, "--horizons", "1x"}, exitUsage, "such as 30m, 2h, 1d or 2w"},
+		{[]string{"--trace", pedestrians, "--horizons", "-1d"}, exitUsage, "positive duration"},
+		{[]string{"--trace", pedestrians, "--budget", "1q"}, exitUsage, `"1q" is not a duration`},
 		{[]string{"--trace", "no/such.csv"}, exitUsage, "no/such.csv"},
 		{[]string{"--trace", pedestrians, "--value-col", "nope"}, exitUsage, "location_4"},
 		{[]string{"--trace", pedestrians, "--holidays", "mars"}, exitUsage, "--holidays"},
@@ -148,63 +151,29 @@ func TestForecastEvalRejectsBadUsage(t *testing.T) {
 	}
 }
 
-func TestReadICSExpandsRecurrences(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cal.ics")
-	os.WriteFile(path, []byte(strings.ReplaceAll(`BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//lbsys//test//EN
-BEGIN:VEVENT
-UID:a@test
-DTSTAMP:20240101T000000Z
-DTSTART;TZID=America/New_York:20240105T200000
-DTEND;TZID=America/New_York:20240105T220000
-SUMMARY:TV Premiere
-RRULE:FREQ=WEEKLY;BYDAY=FR
-END:VEVENT
-BEGIN:VEVENT
-UID:b@test
-DTSTAMP:20240101T000000Z
-DTSTART;VALUE=DATE:20240126
-SUMMARY:Sale
-CATEGORIES:black friday,sale
-END:VEVENT
-BEGIN:VEVENT
-UID:c@test
-DTSTAMP:20240101T000000Z
-DTSTART:20231201T100000Z
-DTEND:20231201T110000Z
-SUMMARY:Outside
-END:VEVENT
-END:VCALENDAR
-`, "\n", "\r\n")), 0o644)
-	ny, _ := time.LoadLocation("America/New_York")
-	from := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	ev, err := readICS(path, ny, from, from.Add(28*24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
+// TestForecastEvalReadsDayAndWeekHorizons: `--horizons 1d,2w` is read
+// (issue #16: it was refused as not a duration); 1d of an hourly series is
+// 24 steps and evaluated, 2w does not fit 30 days of data and is skipped
+// with the reason.
+func TestForecastEvalReadsDayAndWeekHorizons(t *testing.T) {
+	code, out, stderr := runForecast(t, "--trace", pedestrians, "--value-col", "location_41", "--horizons", "1d,2w",
+		"--budget", "0.0001w", "--gbdt-trials", "1", "--lstm-trials", "0", "--no-lstm", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var prem, sale, outside int
-	for _, e := range ev {
-		switch e.Category {
-		case "tv_premiere":
-			prem++
-			// Wall-clock New York time, made naive.
-			if e.Start.Hour() != 20 || e.End.Sub(e.Start) != 2*time.Hour || e.Start.Weekday() != time.Friday {
-				t.Errorf("premiere at %v", e.Start)
-			}
-		case "black_friday":
-			sale++
-			if e.End.Sub(e.Start) != 24*time.Hour {
-				t.Errorf("all-day sale lasts %v", e.End.Sub(e.Start))
-			}
-		default:
-			outside++
-		}
+	var doc struct {
+		Horizons map[string]struct {
+			Steps int `json:"steps"`
+		} `json:"horizons"`
+		Skipped map[string]string `json:"skipped"`
 	}
-	if prem != 4 || sale != 1 || outside != 1 {
-		t.Errorf("premieres %d sales %d others %d: %+v", prem, sale, outside, ev)
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
-	if _, err := readICS(filepath.Join(t.TempDir(), "missing.ics"), ny, from, from); err == nil {
-		t.Error("missing file accepted")
+	if h, ok := doc.Horizons["24h"]; !ok || h.Steps != 24 || len(doc.Horizons) != 1 {
+		t.Errorf("horizons %+v, want 24h of 24 steps", doc.Horizons)
+	}
+	if why := doc.Skipped["336h"]; !strings.Contains(why, "336 steps") {
+		t.Errorf("skipped %v, want 336h skipped for its length", doc.Skipped)
 	}
 }

@@ -78,6 +78,7 @@ func TestIngestServiceNowSecretSources(t *testing.T) {
 	}
 	tokenFile := file("token", "file-token\n")
 	tokenCRLF := file("token-crlf", "  crlf-token \r\nsecond line is ignored\n")
+	tokenCR := file("token-cr", "cr-token\rsecond line (old Mac line ends)\r")
 	passwordFile := file("password", "file-pass\n")
 	for _, tc := range []struct {
 		name  string
@@ -88,6 +89,7 @@ func TestIngestServiceNowSecretSources(t *testing.T) {
 		{"token from the environment", map[string]string{"SERVICENOW_TOKEN": "env-token"}, nil, "Bearer env-token"},
 		{"token from a file, trailing newline trimmed", nil, []string{"--token-file", tokenFile}, "Bearer file-token"},
 		{"token file: first line only, CR and spaces trimmed", nil, []string{"--token-file", tokenCRLF}, "Bearer crlf-token"},
+		{"token file: a lone CR ends the line", nil, []string{"--token-file", tokenCR}, "Bearer cr-token"},
 		{"token file wins over SERVICENOW_TOKEN", map[string]string{"SERVICENOW_TOKEN": "env-token"}, []string{"--token-file", tokenFile}, "Bearer file-token"},
 		{"basic auth from the environment", map[string]string{"SERVICENOW_USER": "lbsys", "SERVICENOW_PASSWORD": "env-pass"}, nil, basic("lbsys", "env-pass")},
 		{"password from a file", map[string]string{"SERVICENOW_USER": "lbsys"}, []string{"--password-file", passwordFile}, basic("lbsys", "file-pass")},
@@ -138,6 +140,7 @@ func TestIngestServiceNowSecretErrors(t *testing.T) {
 	empty := write("empty", "")
 	blank := write("blank", " \n")
 	secondLine := write("second-line", "\nthe-token\n")
+	control := write("control", "tok\x00en\n")
 	missing := filepath.Join(dir, "missing")
 	for _, tc := range []struct {
 		name  string
@@ -151,6 +154,7 @@ func TestIngestServiceNowSecretErrors(t *testing.T) {
 		{"empty token file", nil, []string{"--token-file", empty}, []string{"--token-file", empty, "empty"}},
 		{"blank password file", map[string]string{"SERVICENOW_USER": "lbsys"}, []string{"--password-file", blank}, []string{"--password-file", blank, "empty"}},
 		{"the secret is not on the first line", nil, []string{"--token-file", secondLine}, []string{"--token-file", secondLine, "first line"}},
+		{"a control character in the secret", nil, []string{"--token-file", control}, []string{"--token-file", control, "control character at byte 3"}},
 		// An empty file must not fall back to other credentials in the
 		// environment: that would authenticate as someone else, silently.
 		{"empty token file with basic auth in the environment", map[string]string{"SERVICENOW_USER": "lbsys", "SERVICENOW_PASSWORD": "env-pass"},

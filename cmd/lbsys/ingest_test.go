@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbsys/lbsys/internal/ingest"
 	"github.com/lbsys/lbsys/internal/store"
 )
 
@@ -42,7 +43,8 @@ func TestIngestCSVAndStatus(t *testing.T) {
 	}
 	out, err = runIngest(t, "--store", db, "csv", "--file", testdataPath("ingest", "trace-bad.csv"),
 		"--service", "shop", "--metric", "requests", "--time-col", "ts", "--value-col", "v", "--tz", "America/New_York")
-	if err != nil || !strings.Contains(out, "14 quarantined") || !strings.Contains(out, "quarantined: trace-bad.csv:3: missing_field") {
+	if err != nil || !strings.Contains(out, "14 quarantined") || !strings.Contains(out, "quarantined: 3 missing_field, the first: trace-bad.csv:3: missing_field") ||
+		!strings.Contains(out, "quarantined: 2 malformed, the first: trace-bad.csv:18: malformed") {
 		t.Fatalf("bad csv: %v\n%s", err, out)
 	}
 	out, err = runIngest(t, "--store", db, "status", "-n", "3")
@@ -55,7 +57,7 @@ func TestIngestCSVAndStatus(t *testing.T) {
 		}
 	}
 	out, err = runIngest(t, "--store", db, "status", "--json")
-	var s statusJSON
+	var s ingest.Status
 	if err != nil || json.Unmarshal([]byte(out), &s) != nil || s.Stats.Series != 2 || len(s.Runs) != 2 || s.Runs[0].Quarantined != 14 {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
@@ -84,6 +86,11 @@ func TestIngestUsageErrors(t *testing.T) {
 		{[]string{"backstage"}, "--file is required"},
 		{[]string{"ical", "--file", "x.ics"}, "--calendar"},
 		{[]string{"ical", "--file", "x.ics", "--calendar", "m", "--from", "2027-01-01", "--to", "2026-01-01"}, "window is empty"},
+		{[]string{"ical", "--file", "x.ics", "--calendar", "m", "--future", "3000d"}, "more than --max-horizon"},
+		{[]string{"ical", "--file", "x.ics", "--calendar", "m", "--max-total", "0"}, "must be positive"},
+		{[]string{"ical", "--file", "x.ics", "--calendar", "m", "--max-horizon", "soon"}, "--max-horizon"},
+		{[]string{"--max-future", "-1h", "csv", "--file", testdataPath("traces", "nasa_http_1995_07_5min.csv"), "--service", "s", "--metric", "m", "--tz", "UTC"}, "--max-future"},
+		{[]string{"csv", "--file", testdataPath("traces", "nasa_http_1995_07_5min.csv"), "--service", "s", "--metric", "m", "--tz", "UTC", "--retention", "forever"}, "--retention"},
 		{[]string{"csv", "--bogus"}, "unknown flag"},
 	} {
 		for _, k := range []string{"SERVICENOW_USER", "SERVICENOW_TOKEN", "SERVICENOW_PASSWORD"} {
@@ -181,5 +188,49 @@ func TestIngestTelemetryFollowInterrupt(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
 		t.Errorf("usage error exit: %v", err)
+	}
+}
+
+// TestIngestCSVTypoYearAndStrayQuote: through the CLI, a trace with a
+// 2126 typo and a stray quote keeps every other row; the summary names the
+// first row of each reason; the run exits 0. --max-future moves the bound.
+func TestIngestCSVTypoYearAndStrayQuote(t *testing.T) {
+	dir := t.TempDir()
+	db, file := filepath.Join(dir, "lbsys.db"), filepath.Join(dir, "last.csv")
+	now := time.Now().UTC().Truncate(time.Minute)
+	var b strings.Builder
+	b.WriteString("timestamp,requests\n")
+	for i := 120; i > 0; i-- {
+		at := now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339)
+		switch i {
+		case 100:
+			at = "2126" + at[4:]
+		case 50:
+			fmt.Fprintf(&b, "%s,\"5\n", at)
+			continue
+		}
+		fmt.Fprintf(&b, "%s,%d\n", at, i)
+	}
+	fmt.Fprintf(&b, "%s,7\n", now.Add(3*time.Hour).Format(time.RFC3339))
+	os.WriteFile(file, []byte(b.String()), 0o644)
+	out, err := runIngest(t, "--store", db, "csv", "--file", file, "--service", "shop", "--metric", "requests")
+	if err != nil || !strings.Contains(out, "csv: 119 inserted, 0 updated, 0 unchanged, 2 quarantined (future_time 1, malformed 1)") ||
+		!strings.Contains(out, "quarantined: 1 future_time, the first: last.csv:22: future_time: shop/requests at 2126-") ||
+		!strings.Contains(out, "quarantined: 1 malformed, the first: last.csv:72: malformed: field 2: the quote") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// With --max-future 1h the row three hours ahead is refused too.
+	out, err = runIngest(t, "--store", filepath.Join(dir, "strict.db"), "--max-future", "1h", "csv", "--file", file, "--service", "shop", "--metric", "requests")
+	if err != nil || !strings.Contains(out, "118 inserted") || !strings.Contains(out, "future_time 2") || !strings.Contains(out, "more than the 1h0m0s allowed") {
+		t.Fatalf("--max-future 1h: %v\n%s", err, out)
+	}
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ser, _ := st.ListSeries(context.Background(), store.SeriesFilter{Service: "shop"})
+	if len(ser) != 1 || ser[0].Retention != store.RetainArchive || ser[0].Last.After(now.Add(4*time.Hour)) {
+		t.Errorf("series %+v", ser)
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +34,7 @@ func newLoadCmd() *cobra.Command {
 		seed                                                   uint64
 		maxInflight, maxSessions, products, checkoutRetries    int
 		quiet                                                  bool
+		maxErrorRate                                           = percentValue(5)
 		gcPercent                                              int
 		cpuProfile                                             string
 	)
@@ -61,6 +65,14 @@ still means requests per second: sessions start at rate / (expected requests
 per session). Think times are not scaled by --speed. A session that gets an
 error, or waits longer than --abandon-after for a response, is abandoned.
 --mode requests: independent requests from the weighted --mix.
+
+Durations take Go's units and days and weeks (90s, 2m, 1d = 24h).
+
+Errors are requests that got a 4xx or 5xx, no response (connect, timeout,
+reset) or no in-flight slot (dropped); the summary lists the most frequent
+with the proxy's or the shop's reason (X-Lbsys-Error, X-Shop-Error). When
+more than --max-error-rate of the requests that ended failed (default 5%),
+lbsys load exits 1 after the summary, naming the rate and the top errors.
 
 Only loopback targets (127.0.0.0/8, ::1) are accepted; anything else exits 2.
 A live line per second goes to stderr; the summary to stdout (text or
@@ -236,12 +248,18 @@ Examples:
 					fmt.Fprintf(stderr, "lbsys: --timeline: %v\n", err)
 				}
 			}
-			return writeSummary(cmd.OutOrStdout(), sum, format)
+			if err := writeSummary(cmd.OutOrStdout(), sum, format); err != nil {
+				return err
+			}
+			// A run that mostly failed measured the failures, not the
+			// target: exit 1 so that scripts and CI notice (issue #16:
+			// 24% of requests failed, exit 0).
+			return sum.CheckErrorRate(float64(maxErrorRate) / 100)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&target, "target", "http://127.0.0.1:8080", "base URL of the target (loopback only: 127.0.0.0/8 or ::1)")
-	f.DurationVar(&duration, "duration", 0, "how long to schedule arrivals (required, at most 24h)")
+	durationVar(f, &duration, "duration", 0, "how long to schedule arrivals (required, at most 24h)")
 	f.Float64Var(&rate, "rate", 0, "constant rate, requests per second")
 	f.StringVar(&ramp, "ramp", "", "linear ramp FROM:TO requests per second over the duration, e.g. 100:2000")
 	f.StringVar(&tracePath, "trace", "", "replay a demand trace CSV, e.g. testdata/traces/nasa_http_1995_07_1min.csv")
@@ -256,20 +274,21 @@ Examples:
 	f.StringVar(&mode, "mode", "sessions", "sessions (arrivals start funnel sessions) or requests (independent requests from --mix)")
 	f.StringVar(&mix, "mix", "catalog=30,product=30,search=10,cart=10,cart_add=5,inventory=15", "requests mode: endpoint weights")
 	f.StringVar(&funnel, "funnel", "browse=1,product=0.6,cart=0.3,checkout=0.1", "sessions mode: fraction of all sessions reaching each step")
-	f.DurationVar(&think, "think", time.Second, "sessions mode: mean think time between steps (0: none; not scaled by --speed)")
+	durationVar(f, &think, "think", time.Second, "sessions mode: mean think time between steps (0: none; not scaled by --speed)")
 	f.StringVar(&thinkDist, "think-dist", "lognormal", "think-time distribution: lognormal (sigma 1) or exponential")
-	f.DurationVar(&abandonAfter, "abandon-after", 5*time.Second, "sessions mode: a session waiting longer than this for a response is abandoned")
+	durationVar(f, &abandonAfter, "abandon-after", 5*time.Second, "sessions mode: a session waiting longer than this for a response is abandoned")
 	f.IntVar(&checkoutRetries, "checkout-retries", 2, "sessions mode: retries of a failed checkout with the same Idempotency-Key")
-	f.DurationVar(&timeout, "timeout", 10*time.Second, "per-request timeout, connecting included")
+	durationVar(f, &timeout, "timeout", 10*time.Second, "per-request timeout, connecting included")
 	f.IntVar(&maxInflight, "max-inflight", 10000, "most requests (and connections) in flight; an arrival beyond it is dropped and counted")
 	f.IntVar(&maxSessions, "max-sessions", 100000, "sessions mode: most live sessions; a start beyond it is dropped and counted")
 	f.IntVar(&products, "products", 200, "number of products in the shop (ids p0001..)")
-	f.DurationVar(&lateAfter, "late-after", 5*time.Millisecond, "a send further behind schedule than this counts as late")
-	f.DurationVar(&drain, "drain", 0, "time requests in flight at the end may still finish (default: the timeout, at most 5s; 1s after Ctrl-C)")
-	f.DurationVar(&coalesce, "coalesce", loadgen.DefaultCoalesce, "send arrivals due within this window together (up to this early); larger saves CPU at very high rates (e.g. 250us); at most 10ms")
+	durationVar(f, &lateAfter, "late-after", 5*time.Millisecond, "a send further behind schedule than this counts as late")
+	durationVar(f, &drain, "drain", 0, "time requests in flight at the end may still finish (default: the timeout, at most 5s; 1s after Ctrl-C)")
+	durationVar(f, &coalesce, "coalesce", loadgen.DefaultCoalesce, "send arrivals due within this window together (up to this early); larger saves CPU at very high rates (e.g. 250us); at most 10ms")
 	f.StringVar(&format, "format", "text", "summary format on stdout: text or json")
 	f.StringVar(&timeline, "timeline", "", "write a per-second CSV timeline to this file")
 	f.BoolVar(&quiet, "quiet", false, "no live line on stderr")
+	f.Var(&maxErrorRate, "max-error-rate", "exit 1 (after the summary) when more than this percentage of the requests that ended failed, e.g. 5 or 0.5% (0: never)")
 	f.IntVar(&gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC) unless GOGC is set in the environment")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (for performance work)")
 	return cmd
@@ -283,3 +302,22 @@ func writeSummary(w io.Writer, sum loadgen.Summary, format string) error {
 	}
 	return sum.WriteText(w)
 }
+
+// percentValue is a percentage flag: "5", "5%" or "0.5%", 0 to 100.
+type percentValue float64
+
+// Set implements pflag.Value.
+func (p *percentValue) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
+		return fmt.Errorf("%q is not a percentage from 0 to 100 (e.g. 5 or 0.5%%)", s)
+	}
+	*p = percentValue(v)
+	return nil
+}
+
+// Type implements pflag.Value.
+func (p *percentValue) Type() string { return "percent" }
+
+// String implements pflag.Value.
+func (p *percentValue) String() string { return strconv.FormatFloat(float64(*p), 'f', -1, 64) + "%" }

@@ -45,33 +45,86 @@ func lbsysBinary(t *testing.T) string {
 	return binPath
 }
 
+// reservedPorts holds every address freePort handed out in this test
+// process, so it never hands one out twice (issue #16: two
+// `Listen(":0"); Close()` in a row may get the same port from the kernel,
+// and two coordinators of TestGaiaMultiProcessFaults were given one port).
+var reservedPorts sync.Map
+
+// freePort returns a 127.0.0.1 address that was free and that no other
+// call returned. A port the kernel offers again is kept open while it asks
+// for another, so the next offer differs.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		if _, dup := reservedPorts.LoadOrStore(ln.Addr().String(), true); !dup {
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("freePort: no port that was not handed out before after 100 tries")
+	return ""
 }
 
-// slowBackend answers after delay.
-func slowBackend(t *testing.T, delay time.Duration) string {
+// testBackend is an HTTP backend on 127.0.0.1 that answers every path at
+// once but /slow, which it holds until Release: a test knows when a
+// request is in flight (Arrived) and decides when it ends, instead of
+// sleeping and hoping.
+type testBackend struct {
+	addr    string
+	arrived chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func startBackend(t *testing.T) *testBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := &testBackend{addr: ln.Addr().String(), arrived: make(chan struct{}, 16), release: make(chan struct{})}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(delay)
+			select {
+			case b.arrived <- struct{}{}:
+			default:
+			}
+			select {
+			case <-b.release:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		io.WriteString(w, "done "+r.URL.Path)
 	})}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Release(); srv.Close() })
+	return b
 }
+
+// Arrived waits for a /slow request to reach the backend.
+func (b *testBackend) Arrived(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-b.arrived:
+	case <-time.After(timeout):
+		t.Fatalf("no request reached the backend within %v", timeout)
+	}
+}
+
+// Release lets every held /slow request, and every later one, answer.
+func (b *testBackend) Release() { b.once.Do(func() { close(b.release) }) }
 
 type proc struct {
 	cmd    *exec.Cmd
@@ -115,18 +168,17 @@ func startLbsys(t *testing.T, args ...string) *proc {
 	return p
 }
 
+// waitHTTP polls url until it answers, for at most 10s.
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	waitFor(t, 10*time.Second, url+" to come up", func() bool {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", url)
+		resp.Body.Close()
+		return true
+	})
 }
 
 func writeCfg(t *testing.T, listen, admin, backend string, extra string) string {
@@ -147,9 +199,9 @@ services:
 }
 
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
-	backend := slowBackend(t, 800*time.Millisecond)
+	backend := startBackend(t)
 	listen, admin := freePort(t), freePort(t)
-	p := startLbsys(t, "proxy", "--config", writeCfg(t, listen, admin, backend, ""))
+	p := startLbsys(t, "proxy", "--config", writeCfg(t, listen, admin, backend.addr, ""))
 	waitHTTP(t, "http://"+admin+"/healthz")
 
 	type result struct {
@@ -168,17 +220,32 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		res <- result{status: resp.StatusCode, body: string(b)}
 	}()
-	time.Sleep(200 * time.Millisecond) // the request is now in flight
+	backend.Arrived(t, 10*time.Second) // the request is in flight, held by the backend
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// New connections are refused once draining started.
-	time.Sleep(100 * time.Millisecond)
-	if c, err := net.DialTimeout("tcp", listen, 500*time.Millisecond); err == nil {
+	// New connections are refused once draining started, while the
+	// request is still held.
+	waitFor(t, 5*time.Second, "the listener to refuse connections while draining", func() bool {
+		c, err := net.DialTimeout("tcp", listen, 500*time.Millisecond)
+		if err != nil {
+			return true
+		}
 		c.Close()
-		t.Error("listener still accepts connections while draining")
+		return false
+	})
+	select {
+	case r := <-res:
+		t.Fatalf("the in-flight request ended before the backend answered: status %d body %q err %v", r.status, r.body, r.err)
+	default:
 	}
-	r := <-res
+	backend.Release()
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight request did not finish within 10s of the backend's answer")
+	}
 	if r.err != nil || r.status != 200 || r.body != "done /slow" {
 		t.Fatalf("in-flight request: status %d body %q err %v", r.status, r.body, r.err)
 	}
@@ -203,9 +270,9 @@ func (p *proc) waitExit(t *testing.T, timeout time.Duration) {
 }
 
 func TestSIGHUPReloads(t *testing.T) {
-	backend := slowBackend(t, 0)
+	backend := startBackend(t)
 	listen, admin := freePort(t), freePort(t)
-	cfgPath := writeCfg(t, listen, admin, backend, "")
+	cfgPath := writeCfg(t, listen, admin, backend.addr, "")
 	p := startLbsys(t, "proxy", "--config", cfgPath)
 	waitHTTP(t, "http://"+admin+"/healthz")
 	version := func() string {
@@ -222,23 +289,32 @@ func TestSIGHUPReloads(t *testing.T) {
 	before := version()
 	os.WriteFile(cfgPath, []byte(strings.Replace(mustRead(t, cfgPath), "name: app\n", "name: app\n    priority: critical\n", 1)), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(5 * time.Second)
-	for version() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP did not reload")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// A broken file on SIGHUP keeps the running config and the process.
+	waitFor(t, 5*time.Second, "SIGHUP to reload the new config", func() bool { return version() != before })
+	// A broken file on SIGHUP keeps the running config and the process:
+	// once the failure is logged, the reload is over.
 	after := version()
+	failed := strings.Count(p.stderr.String(), "reload failed")
 	os.WriteFile(cfgPath, []byte("services: [{name: app, endpoints: []}]\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the broken config's reload to fail (\"reload failed\" logged)", func() bool {
+		return strings.Count(p.stderr.String(), "reload failed") > failed
+	})
 	if version() != after {
 		t.Fatal("a broken config replaced the running one")
 	}
-	if !strings.Contains(p.stderr.String(), "reload failed") {
-		t.Error("reload failure not logged")
+	if !p.alive() {
+		t.Fatal("a broken config on SIGHUP ended the process")
+	}
+}
+
+// alive reports whether the process is still running.
+func (p *proc) alive() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err // for waitExit and the cleanup
+		return false
+	default:
+		return true
 	}
 }
 

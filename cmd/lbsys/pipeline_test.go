@@ -22,7 +22,7 @@ import (
 
 // runPipelineRun runs `lbsys pipeline run ARGS…` in process, with opts
 // (when set) adjusting the forecaster's options, and decodes its JSON.
-func runPipelineRun(t *testing.T, opts func(*forecast.Options), args ...string) (*pipelineOutput, string, error) {
+func runPipelineRun(t *testing.T, opts func(*forecast.Options), args ...string) (*pipeline.RunSummary, string, error) {
 	t.Helper()
 	f := &pipelineFlags{options: opts}
 	cmd := newPipelineRunCmdWith(f)
@@ -36,7 +36,7 @@ func runPipelineRun(t *testing.T, opts func(*forecast.Options), args ...string) 
 	if err != nil {
 		return nil, errb.String(), err
 	}
-	var doc pipelineOutput
+	var doc pipeline.RunSummary
 	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil {
 		t.Fatalf("output is not JSON: %v\n%s", jerr, out.String())
 	}

@@ -38,8 +38,9 @@ affinity. The configuration file is documented field by field in
 docs/config.md; examples/lbsys.yaml is a working example.
 
 Signals: SIGHUP reloads the configuration (as does POST /reload on the admin
-listener, with the bearer token); SIGTERM or SIGINT drain gracefully: stop
-accepting, finish in-flight requests up to server.drain_timeout, then exit.`,
+listener, with the bearer token); SIGUSR1 reopens the access log files (after
+logrotate renamed them); SIGTERM or SIGINT drain gracefully: stop accepting,
+finish in-flight requests up to server.drain_timeout, then exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -143,13 +144,21 @@ func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Lo
 	log.Info("lbsys proxy started", "listeners", strings.Join(addrs, ","), "admin", px.AdminAddr(), "config_version", px.Version())
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, append(proxy.ReopenSignals(), syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)...)
 	defer signal.Stop(sigs)
 	for {
 		select {
 		case <-ctx.Done():
 			return drain(px, cfg, log)
 		case s := <-sigs:
+			if proxy.IsReopenSignal(s) {
+				if err := px.ReopenAccessLogs(); err != nil {
+					log.Error("access logs not all reopened", "err", err)
+				} else {
+					log.Info("access logs reopened", "signal", s.String())
+				}
+				continue
+			}
 			if s == syscall.SIGHUP {
 				if v, err := px.ReloadFile(); err != nil {
 					log.Error("reload failed; keeping the running configuration", "err", err)

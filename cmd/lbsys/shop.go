@@ -42,6 +42,9 @@ type shopFlags struct {
 	data         string
 	seed         uint64
 	logLevel     string
+	faultAPI     bool
+	readyAfter   time.Duration
+	addrFile     string
 }
 
 func newShopCmd() *cobra.Command { return newShopCmdRunning(runShop) }
@@ -67,8 +70,9 @@ by the instance's speed (--speed, or --speeds per instance). Every answer
 carries X-Lbsys-Load: rif=<in flight>,util=<busy/workers>.
 
 Instances of one run share one store: in memory, or a SQLite file with --data
-(which several runs may share; state survives restarts). Faults are injected
-per instance with POST /_shop/fault from loopback, e.g.
+(which several runs may share; state survives restarts). With --fault-api,
+faults are injected per instance with POST /_shop/fault from loopback (never
+through a proxy), e.g.
   curl -d '{"crash":true,"restart_after":"5s"}' 127.0.0.1:9001/_shop/fault
 
 Checkout calls the other services through --upstream, normally the proxy.
@@ -102,12 +106,12 @@ Examples:
 	f.StringVar(&fl.host, "host", "127.0.0.1", "host the instances listen on with --base-port")
 	f.IntVar(&fl.workers, "workers", 8, "requests an instance serves at once")
 	f.IntVar(&fl.queue, "queue", 64, "requests that may wait for a worker (0 = none); a full queue answers 503")
-	f.DurationVar(&fl.queueTimeout, "queue-timeout", 500*time.Millisecond, "longest wait for a worker before a 503")
-	f.DurationVar(&fl.latency, "latency", 20*time.Millisecond, "mean service time of a cost-1 request (0 = no service time)")
+	durationVar(f, &fl.queueTimeout, "queue-timeout", 500*time.Millisecond, "longest wait for a worker before a 503")
+	durationVar(f, &fl.latency, "latency", 20*time.Millisecond, "mean service time of a cost-1 request (0 = no service time)")
 	f.Float64Var(&fl.cv, "cv", 0.5, "coefficient of variation of the log-normal service time (0 = constant)")
 	f.Float64Var(&fl.speed, "speed", 1, "speed of every instance's machine: service time is divided by it (0.5 = half the capacity)")
 	f.StringVar(&fl.speeds, "speeds", "", "speed per instance, comma-separated (e.g. 1,1,0.5); overrides --speed")
-	f.DurationVar(&fl.warmup, "warmup", 30*time.Second, "warm-up after start and restart, during which service time falls linearly from --cold-factor times to normal (0 = none)")
+	durationVar(f, &fl.warmup, "warmup", 30*time.Second, "warm-up after start and restart, during which service time falls linearly from --cold-factor times to normal (0 = none)")
 	f.Float64Var(&fl.coldFactor, "cold-factor", 3, "service-time multiplier right after start (1 = no cold start)")
 	f.IntVar(&fl.products, "products", 200, "number of catalog products (p0001…)")
 	f.Int64Var(&fl.stock, "stock", 1000, "initial units per product (for products the store does not know yet)")
@@ -116,6 +120,9 @@ Examples:
 	f.StringVar(&fl.data, "data", "", "SQLite file holding the state (shared by runs, kept across restarts); default in memory")
 	f.Uint64Var(&fl.seed, "seed", 1, "seed of service times, injected errors and declines, for reproducible runs")
 	f.StringVar(&fl.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	durationVar(f, &fl.readyAfter, "ready-after", 0, "answer /healthz with 503 \"starting\" for this long after start, as a starting pod's readiness probe (0 = ready at once)")
+	f.StringVar(&fl.addrFile, "addr-file", "", "once listening, write the instances' addresses (one per line) to this file: how a launcher learns the ports chosen for port 0")
+	f.BoolVar(&fl.faultAPI, "fault-api", false, "serve POST /_shop/fault (fault injection) to loopback clients that do not come through a proxy")
 	return cmd
 }
 
@@ -154,6 +161,7 @@ func (fl *shopFlags) config(cmd *cobra.Command) (shop.Config, error) {
 			cfg.Addrs[i] = net.JoinHostPort(fl.host, "0")
 		}
 	}
+	cfg.FaultAPI = fl.faultAPI
 	cfg.Workers = fl.workers
 	cfg.Queue = fl.queue
 	cfg.QueueTimeout = fl.queueTimeout
@@ -177,6 +185,8 @@ func (fl *shopFlags) config(cmd *cobra.Command) (shop.Config, error) {
 		cfg.Speeds = []float64{fl.speed}
 	}
 	cfg.Warmup = fl.warmup
+	cfg.ReadyAfter = fl.readyAfter
+	cfg.AddrFile = fl.addrFile
 	cfg.ColdFactor = fl.coldFactor
 	cfg.Products = fl.products
 	cfg.Stock = fl.stock

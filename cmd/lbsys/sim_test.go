@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -111,5 +112,99 @@ func TestSimUsageErrors(t *testing.T) {
 	out, err := runSim(t, "--list")
 	if err != nil || !strings.Contains(out, "flash-sale\n") || !strings.Contains(out, "nasa-replay\n") {
 		t.Errorf("--list: %q %v", out, err)
+	}
+}
+
+const loopScenarioYAML = `
+name: tiny-loop
+duration: 40m
+start: 2026-11-17T10:00:00Z
+history: {days: 3}
+calendar:
+  file: sale.ics
+  effects:
+    sale: {x: 4, rise: 60s}
+clients: {mode: requests}
+load: {curve: {base: 100, diurnal: 0.4}}
+services:
+  - {name: a, replicas: 2, workers: 4, autoscale: {max: 12, pod_start: 30s}}
+`
+
+const loopCalendar = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n" +
+	"BEGIN:VEVENT\r\nUID:p1\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261115T140000Z\r\nDTEND:20261115T143000Z\r\nCATEGORIES:sale\r\nEND:VEVENT\r\n" +
+	"BEGIN:VEVENT\r\nUID:p2\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261116T090000Z\r\nDTEND:20261116T093000Z\r\nCATEGORIES:sale\r\nEND:VEVENT\r\n" +
+	"BEGIN:VEVENT\r\nUID:run\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261117T102500Z\r\nDTEND:20261117T103500Z\r\nCATEGORIES:sale\r\nEND:VEVENT\r\n" +
+	"END:VCALENDAR\r\n"
+
+// TestSimCommandControls: --control and --seeds run the matrix, write the
+// comparison (Markdown and JSON) and the control plot, print the
+// comparison; a calendar file is read relative to the scenario.
+func TestSimCommandControls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a forecaster")
+	}
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "loop.yaml")
+	os.WriteFile(sc, []byte(loopScenarioYAML), 0o644)
+	os.WriteFile(filepath.Join(dir, "sale.ics"), []byte(loopCalendar), 0o644)
+	out := filepath.Join(dir, "out")
+	stdout, err := runSim(t, "--scenario", sc, "--policies", "peak_ewma", "--control", "predictive,reactive", "--seeds", "1-2", "--out", out, "--quiet", "--parallel", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"comparison.md", "comparison.json", "seed-1/results.json", "seed-2/control.png", "seed-1/report.md"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	for _, want := range []string{"controls × policies over 2 seeds", "| reactive | peak_ewma |", "| predictive | peak_ewma |", "events ready"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	// Controls run in the order of sim.Controls whatever the flag's order.
+	if strings.Index(stdout, "| reactive |") > strings.Index(stdout, "| predictive |") {
+		t.Error("reactive is not listed first")
+	}
+	if _, err := runSim(t, "--scenario", sc, "--control", "psychic"); err == nil || !strings.Contains(err.Error(), "unknown control") {
+		t.Errorf("unknown control: %v", err)
+	}
+	if _, err := runSim(t, "--scenario", sc, "--seeds", "5-2"); err == nil || !strings.Contains(err.Error(), "--seeds") {
+		t.Errorf("bad seeds: %v", err)
+	}
+}
+
+// TestSimDefaultOut (issue #16): without --out the results go to a new
+// directory under the system's temporary directory, not the working
+// tree, and its path is printed even with --quiet.
+func TestSimDefaultOut(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	sc := filepath.Join(t.TempDir(), "tiny.yaml")
+	if err := os.WriteFile(sc, []byte(tinyScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	before, _ := os.ReadDir(wd)
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs([]string{"sim", "--gc-percent", "0", "--scenario", sc, "--policies", "round_robin", "--quiet"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`sim tiny: wrote (\S+)\n`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("stderr does not say where the results are: %q", errb.String())
+	}
+	if filepath.Dir(m[1]) != tmp {
+		t.Errorf("results in %s, want a directory in %s", m[1], tmp)
+	}
+	if _, err := os.Stat(filepath.Join(m[1], "report.md")); err != nil {
+		t.Error(err)
+	}
+	if after, _ := os.ReadDir(wd); len(after) != len(before) {
+		t.Errorf("the working directory gained %d entries", len(after)-len(before))
 	}
 }

@@ -1,8 +1,18 @@
-// Package deptest enforces DESIGN.md principle 2 ("decisions are pure") as a
-// test, after Tailscale's tstest/deptest: the decision packages may not
-// depend on net/http (directly or transitively) and may not read the wall
-// clock, sleep, start timers or use the global random source. Time and
-// randomness must arrive as arguments so the simulator runs the same code.
+// Package deptest enforces the architecture rules of docs/design.md as a
+// test, after Tailscale's tstest/deptest. Each rule of Rules binds a set of
+// packages and forbids packages in their import closure (their tests'
+// imports included): the data plane never imports the control plane, the
+// control plane shares only api/directive with the data plane, the
+// simulator runs the decision code but not the data plane's I/O, api/
+// stands alone, proposers reach the coordinator only through its client,
+// and the decision packages (PurePackages) neither depend on net nor read
+// the wall clock, sleep, start timers or use the global random source:
+// time and randomness arrive as arguments, so the simulator runs the same
+// code as production.
+//
+// A violation names the import chain that breaks the rule, the rule's
+// principle and the fix. testdata/planted is a module that breaks every
+// rule once; the test checks that each rule reports it.
 package deptest
 
 import (

@@ -1,0 +1,5 @@
+// Package directive is a planted contract that imports internal code
+// (rule api).
+package directive
+
+import _ "example.com/planted/internal/clock"

@@ -1,0 +1,2 @@
+// Package agent is the planted proxy agent.
+package agent

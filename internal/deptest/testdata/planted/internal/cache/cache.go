@@ -1,0 +1,2 @@
+// Package cache is the planted cache store.
+package cache

@@ -1,0 +1,2 @@
+// Package clock is planted internal code.
+package clock

@@ -1,0 +1,3 @@
+// Package client is the planted coordinator's client, which proposers may
+// import.
+package client

@@ -1,0 +1,2 @@
+// Package fsm is the planted coordinator's state machine.
+package fsm

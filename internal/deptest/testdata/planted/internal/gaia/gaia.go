@@ -1,0 +1,2 @@
+// Package gaia is the planted coordinator.
+package gaia

@@ -1,0 +1,4 @@
+// Package wire does I/O.
+package wire
+
+import _ "net/http"
