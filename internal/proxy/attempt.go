@@ -21,6 +21,7 @@ import (
 	"github.com/lbsys/lbsys/internal/health"
 	"github.com/lbsys/lbsys/internal/proxy/httpfield"
 	"github.com/lbsys/lbsys/internal/proxy/upstream"
+	"github.com/lbsys/lbsys/internal/retry"
 )
 
 // routeTransport is the http.RoundTripper of one route: it picks endpoints,
@@ -128,7 +129,7 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 	canReplay := true
 	if req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0 {
 		canReplay = false
-		if replayable && set.attempts > 0 && req.ContentLength > 0 && req.ContentLength <= set.maxReplayBody {
+		if replayable && set.retry.Attempts > 0 && req.ContentLength > 0 && req.ContentLength <= set.maxReplayBody {
 			rb, err := bufferBody(req)
 			if err != nil {
 				return nil, st.proxyErr(clientBodyError(err))
@@ -221,7 +222,7 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 		st.load = parseLoad(resp.Header)
 		st.ep.upstreamLatency.Observe(st.hdrLat.Seconds())
 		st.svc.observe(st.ep, health.Classify(resp.StatusCode, false), now)
-		if cond := statusCondition(resp.StatusCode); cond&set.retryOn != 0 &&
+		if cond := retry.StatusCondition(resp.StatusCode); cond&set.retry.On != 0 &&
 			st.mayRetry(ctx, set, attempt, cond, replayable && canReplay, deadline) {
 			st.discarding = true
 			resp.Body.Close()
@@ -241,7 +242,7 @@ func (st *reqState) run(req *http.Request, set *serviceSettings) (*http.Response
 // attemptFailed accounts a transport failure. It returns the error to show
 // the client and the retry condition it matches (0: never retry, e.g. the
 // client went away or its body was bad).
-func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, int) {
+func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, retry.Condition) {
 	st.done = balance.DoneInfo{Now: now, Latency: st.hdrLat, Failed: true}
 	st.picker.Done(st.pick, &st.done)
 	// A failure to read the client's body is the client's fault, whatever
@@ -252,7 +253,7 @@ func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, int) {
 	}
 	var ue *upstream.Error
 	pe := &proxyError{endpoint: st.ep.be.ID, err: err}
-	cond := 0
+	var cond retry.Condition
 	switch {
 	case isFieldError(err):
 		// Refused before anything was sent: the request, not the
@@ -260,18 +261,18 @@ func (st *reqState) attemptFailed(err error, now time.Time) (*proxyError, int) {
 		pe.status, pe.reason = http.StatusBadRequest, reasonInvalidHeader
 		return st.proxyErr(pe), 0
 	case errors.As(err, new(*upstream.DialError)):
-		pe.status, pe.reason, cond = http.StatusBadGateway, reasonConnectFailure, retryConnect
+		pe.status, pe.reason, cond = http.StatusBadGateway, reasonConnectFailure, retry.ConnectFailure
 	case errors.As(err, &ue) && ue.Kind == "timeout":
-		pe.status, pe.reason, cond = http.StatusGatewayTimeout, reasonTimeout, retryTimeout
+		pe.status, pe.reason, cond = http.StatusGatewayTimeout, reasonTimeout, retry.Timeout
 	case errors.As(err, &ue) && ue.Kind == "invalid":
 		// A field a lenient client could frame by: not passed on, and
 		// the endpoint is blamed as for a broken connection.
-		pe.status, pe.reason, cond = http.StatusBadGateway, reasonInvalidResponse, retryReset
+		pe.status, pe.reason, cond = http.StatusBadGateway, reasonInvalidResponse, retry.Reset
 	case errors.As(err, &ue) && ue.Kind == "canceled":
 		pe.status, pe.reason = statusClientCanceled, reasonClientCanceled
 		return st.proxyErr(pe), 0
 	default:
-		pe.status, pe.reason, cond = http.StatusBadGateway, reasonReset, retryReset
+		pe.status, pe.reason, cond = http.StatusBadGateway, reasonReset, retry.Reset
 	}
 	st.svc.observe(st.ep, health.GatewayFailure, now)
 	st.dropped = pe.reason == reasonTimeout || pe.reason == reasonConnectFailure
@@ -296,30 +297,21 @@ func (st *reqState) proxyErr(pe *proxyError) *proxyError {
 func (st *reqState) mayRetry(ctx interface {
 	Done() <-chan struct{}
 	Err() error
-}, set *serviceSettings, attempt, cond int, safe bool, deadline time.Time) bool {
-	if attempt >= set.attempts || cond&set.retryOn == 0 || !safe || ctx.Err() != nil {
+}, set *serviceSettings, attempt int, cond retry.Condition, safe bool, deadline time.Time) bool {
+	// attempt counts from 0: after the first try, retry number 1 is asked.
+	if !set.retry.Wants(cond, attempt+1, safe) || ctx.Err() != nil {
 		return false
 	}
 	svc := st.svc
 	if !st.retryHeld {
-		limit := int64(set.budgetPercent / 100 * float64(svc.active.Load()))
-		if limit < set.minRetryConc {
-			limit = set.minRetryConc
-		}
-		if svc.retrying.Add(1) > limit {
+		if svc.retrying.Add(1) > set.retry.Budget(svc.active.Load()) {
 			svc.retrying.Add(-1)
 			svc.px.metrics.BudgetExhausted.WithLabelValues(svc.name).Inc()
 			return false
 		}
 		st.retryHeld = true
 	}
-	backoff := set.backoffBase << attempt
-	if backoff > set.backoffMax || backoff <= 0 {
-		backoff = set.backoffMax
-	}
-	if backoff > 0 {
-		backoff = time.Duration(rand.Int64N(int64(backoff)) + 1) // full jitter
-	}
+	backoff := set.retry.Backoff(attempt+1, rand.Int64N) // full jitter
 	// The deadline and the backoff's timer are the wall clock's: they
 	// bound socket work.
 	if !deadline.IsZero() && time.Now().Add(backoff).After(deadline) {
@@ -341,33 +333,8 @@ func (st *reqState) mayRetry(ctx interface {
 		copy(st.info.Exclude, st.info.Exclude[1:])
 		st.info.Exclude[len(st.info.Exclude)-1] = st.ep.be
 	}
-	svc.px.metrics.Retries.WithLabelValues(svc.name, conditionName(cond)).Inc()
+	svc.px.metrics.Retries.WithLabelValues(svc.name, cond.Name()).Inc()
 	return true
-}
-
-func conditionName(cond int) string {
-	switch {
-	case cond&retryConnect != 0:
-		return "connect_failure"
-	case cond&retryReset != 0:
-		return "reset"
-	case cond&retryTimeout != 0:
-		return "timeout"
-	case cond&retryGateway != 0:
-		return "gateway_error"
-	}
-	return "5xx"
-}
-
-// statusCondition maps a response status to the retry conditions it meets.
-func statusCondition(code int) int {
-	switch {
-	case code == 502 || code == 503 || code == 504:
-		return retryGateway | retry5xx
-	case code >= 500 && code <= 599:
-		return retry5xx
-	}
-	return 0
 }
 
 // BodyDone implements upstream.Hooks: the end of the final response body.

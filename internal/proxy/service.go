@@ -14,23 +14,10 @@ import (
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/health"
 	"github.com/lbsys/lbsys/internal/proxy/upstream"
+	"github.com/lbsys/lbsys/internal/retry"
 	"github.com/lbsys/lbsys/internal/steer"
 	"github.com/lbsys/lbsys/internal/telemetry"
 )
-
-// Retry conditions, as a bit set.
-const (
-	retryConnect = 1 << iota
-	retryReset
-	retryTimeout
-	retryGateway
-	retry5xx
-)
-
-var retryConditionBits = map[string]int{
-	"connect_failure": retryConnect, "reset": retryReset, "timeout": retryTimeout,
-	"gateway_error": retryGateway, "5xx": retry5xx,
-}
 
 // serviceSettings is the immutable, derived form of a service's
 // configuration that the request path reads.
@@ -39,13 +26,8 @@ type serviceSettings struct {
 	prio     admission.Priority
 	policy   string // the balancing policy's name, for the access log
 
-	attempts      int
-	retryOn       int
+	retry         retry.Policy // the rule the simulator runs too
 	perTryTimeout time.Duration
-	budgetPercent float64
-	minRetryConc  int64
-	backoffBase   time.Duration
-	backoffMax    time.Duration
 	maxReplayBody int64
 
 	connectTimeout time.Duration
@@ -62,25 +44,12 @@ func deriveSettings(sc *config.Service, secret []byte) *serviceSettings {
 		priority:       sc.Priority,
 		prio:           priorityOrNormal(sc.Priority),
 		policy:         sc.Policy.Name,
+		retry:          retry.FromConfig(sc.Retries),
 		perTryTimeout:  sc.Retries.PerTryTimeout,
-		backoffBase:    sc.Retries.BackoffBase,
-		backoffMax:     sc.Retries.BackoffMax,
 		maxReplayBody:  int64(sc.Retries.MaxBodyBytes),
 		connectTimeout: sc.Timeouts.Connect,
 		requestTimeout: sc.Timeouts.Request,
 		abortOnClose:   sc.Timeouts.AbortOnClientClose,
-	}
-	if sc.Retries.Attempts != nil {
-		s.attempts = *sc.Retries.Attempts
-	}
-	if sc.Retries.BudgetPercent != nil {
-		s.budgetPercent = *sc.Retries.BudgetPercent
-	}
-	if sc.Retries.MinRetryConcurrency != nil {
-		s.minRetryConc = int64(*sc.Retries.MinRetryConcurrency)
-	}
-	for _, on := range sc.Retries.On {
-		s.retryOn |= retryConditionBits[on]
 	}
 	switch sc.Affinity.Type {
 	case "cookie":
@@ -103,39 +72,6 @@ func priorityOrNormal(name string) admission.Priority {
 		return admission.Normal
 	}
 	return p
-}
-
-func healthConfig(sc *config.Service) health.Config {
-	h := sc.Health
-	var c health.Config
-	if h.Active != nil {
-		c.HealthyThreshold = h.Active.HealthyThreshold
-		c.UnhealthyThreshold = h.Active.UnhealthyThreshold
-	}
-	o := h.Outlier
-	if !o.Disabled {
-		c.OutlierEnabled = true
-		if o.Consecutive5xx != nil {
-			c.Consecutive5xx = *o.Consecutive5xx
-		}
-		if o.ConsecutiveGatewayFailure != nil {
-			c.ConsecutiveGatewayFailure = *o.ConsecutiveGatewayFailure
-		}
-		c.BaseEjectionTime = o.BaseEjectionTime
-		c.MaxEjectionTime = o.MaxEjectionTime
-		if o.MaxEjectionPercent != nil {
-			c.MaxEjectionPercent = *o.MaxEjectionPercent
-		}
-	}
-	if h.PanicThreshold != nil {
-		c.PanicThreshold = *h.PanicThreshold
-	}
-	if s := h.SlowStart; s != nil {
-		c.SlowStartWindow = s.Window
-		c.SlowStartAggression = s.Aggression
-		c.SlowStartMinPercent = s.MinWeightPercent
-	}
-	return c
 }
 
 // endpoint is the proxy's long-lived state for one backend of one service.
@@ -240,7 +176,7 @@ func (s *service) apply(sc *config.Service, initial bool, in serviceInputs) {
 	} else {
 		s.ringBal = nil
 	}
-	hc := healthConfig(sc)
+	hc := sc.Health.PoolConfig()
 	if s.pool == nil {
 		s.pool = health.NewPool(hc)
 	} else {
