@@ -211,29 +211,46 @@ func (m *Machine) change(id uint64) (*change.Change, *Error) {
 	return ch, nil
 }
 
-func (m *Machine) approve(c Command, now time.Time) Result {
-	d := c.Decision
+// openDecision runs what approve, reject and cancel check first, in this
+// order: the payload; its idempotency key (a key used before answers with
+// that decision's result); the change; whether the caller may decide
+// (may); the reason. done is non-nil when the command ends there.
+func (m *Machine) openDecision(c Command, verb string, may func(*change.Change) *Error) (d *Decision, ch *change.Change, done *Result) {
+	d = c.Decision
 	if d == nil {
-		return Result{Err: errf(CodeBadCommand, "approve: missing payload")}
+		return nil, nil, &Result{Err: errf(CodeBadCommand, "%s: missing payload", verb)}
 	}
 	if err := checkKey(d.Key); err != nil {
-		return Result{Err: err}
+		return nil, nil, &Result{Err: err}
 	}
 	if ch, err, ok := m.keyed(c.By, d.Key); ok {
 		if err == nil && ch.ID != d.Change {
 			err = errf(CodeConflict, "idempotency key %q was used for a decision on change %d, not %d; use a new key", d.Key, ch.ID, d.Change)
 		}
-		return Result{Change: ch, Err: err}
+		return nil, nil, &Result{Change: ch, Err: err}
 	}
 	ch, err := m.change(d.Change)
 	if err != nil {
-		return Result{Err: err}
+		return nil, nil, &Result{Err: err}
 	}
-	if !HasRole(c.Roles, RoleApprover) {
-		return Result{Err: errf(CodeForbidden, "%s may not approve: the token needs the approver role", who(c.By))}
+	if err := may(ch); err != nil {
+		return nil, nil, &Result{Err: err}
 	}
 	if strings.TrimSpace(d.Reason) == "" {
-		return Result{Err: errf(CodeInvalid, "reason: required; it goes into the audit log")}
+		return nil, nil, &Result{Err: errf(CodeInvalid, "reason: required; it goes into the audit log")}
+	}
+	return d, ch, nil
+}
+
+func (m *Machine) approve(c Command, now time.Time) Result {
+	d, ch, done := m.openDecision(c, "approve", func(*change.Change) *Error {
+		if !HasRole(c.Roles, RoleApprover) {
+			return errf(CodeForbidden, "%s may not approve: the token needs the approver role", who(c.By))
+		}
+		return nil
+	})
+	if done != nil {
+		return *done
 	}
 	switch ch.State {
 	case change.Authorize:
@@ -253,28 +270,14 @@ func (m *Machine) approve(c Command, now time.Time) Result {
 }
 
 func (m *Machine) reject(c Command, now time.Time) Result {
-	d := c.Decision
-	if d == nil {
-		return Result{Err: errf(CodeBadCommand, "reject: missing payload")}
-	}
-	if err := checkKey(d.Key); err != nil {
-		return Result{Err: err}
-	}
-	if ch, err, ok := m.keyed(c.By, d.Key); ok {
-		if err == nil && ch.ID != d.Change {
-			err = errf(CodeConflict, "idempotency key %q was used for a decision on change %d, not %d; use a new key", d.Key, ch.ID, d.Change)
+	d, ch, done := m.openDecision(c, "reject", func(*change.Change) *Error {
+		if !HasRole(c.Roles, RoleApprover) {
+			return errf(CodeForbidden, "%s may not reject: the token needs the approver role", who(c.By))
 		}
-		return Result{Change: ch, Err: err}
-	}
-	ch, err := m.change(d.Change)
-	if err != nil {
-		return Result{Err: err}
-	}
-	if !HasRole(c.Roles, RoleApprover) {
-		return Result{Err: errf(CodeForbidden, "%s may not reject: the token needs the approver role", who(c.By))}
-	}
-	if strings.TrimSpace(d.Reason) == "" {
-		return Result{Err: errf(CodeInvalid, "reason: required; it goes into the audit log")}
+		return nil
+	})
+	if done != nil {
+		return *done
 	}
 	if ch.State != change.Authorize {
 		return Result{Err: errf(CodeConflict, "change %d is in state %s; only a change awaiting approval (authorize) can be rejected%s", ch.ID, ch.State, afterHint(ch))}
@@ -296,28 +299,14 @@ func afterHint(ch *change.Change) string {
 }
 
 func (m *Machine) cancel(c Command, now time.Time) Result {
-	d := c.Decision
-	if d == nil {
-		return Result{Err: errf(CodeBadCommand, "cancel: missing payload")}
-	}
-	if err := checkKey(d.Key); err != nil {
-		return Result{Err: err}
-	}
-	if ch, err, ok := m.keyed(c.By, d.Key); ok {
-		if err == nil && ch.ID != d.Change {
-			err = errf(CodeConflict, "idempotency key %q was used for a decision on change %d, not %d; use a new key", d.Key, ch.ID, d.Change)
+	d, ch, done := m.openDecision(c, "cancel", func(ch *change.Change) *Error {
+		if !(c.By == ch.Requester && HasRole(c.Roles, RoleProposer)) && !HasRole(c.Roles, RoleApprover) {
+			return errf(CodeForbidden, "%s may not cancel change %d: only its requester or an approver can", who(c.By), ch.ID)
 		}
-		return Result{Change: ch, Err: err}
-	}
-	ch, err := m.change(d.Change)
-	if err != nil {
-		return Result{Err: err}
-	}
-	if !(c.By == ch.Requester && HasRole(c.Roles, RoleProposer)) && !HasRole(c.Roles, RoleApprover) {
-		return Result{Err: errf(CodeForbidden, "%s may not cancel change %d: only its requester or an approver can", who(c.By), ch.ID)}
-	}
-	if strings.TrimSpace(d.Reason) == "" {
-		return Result{Err: errf(CodeInvalid, "reason: required; it goes into the audit log")}
+		return nil
+	})
+	if done != nil {
+		return *done
 	}
 	if !Legal(ch.State, change.Canceled) {
 		return Result{Err: errf(CodeConflict, "change %d is in state %s and can no longer be canceled%s", ch.ID, ch.State, afterHint(ch))}
