@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -191,5 +192,30 @@ func TestPrepareRejectsWhatItCannotModel(t *testing.T) {
 	}
 	if _, err := Prepare([]Input{{Series: gaps}}, Options{Horizons: []int{2}}); err == nil {
 		t.Error("an all-gap series accepted")
+	}
+}
+
+// TestTuneReportsOneTrialAtATime: the two searches run concurrently, but
+// OnTrial is never entered by both at once (callers keep plain counters).
+func TestTuneReportsOneTrialAtATime(t *testing.T) {
+	in := []Input{{Series: synth("a", 10, 30*time.Minute, 80, 3)}}
+	tr, err := Prepare(in, smallOptions(2, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside, overlaps, calls atomic.Int32
+	to := TuneOptions{GBDTTrials: 4, LSTMTrials: 3, StartupTrials: 2, OnTrial: func(Trial) {
+		if inside.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		time.Sleep(20 * time.Millisecond) // a slow reporter widens any overlap
+		calls.Add(1)
+		inside.Add(-1)
+	}}
+	if _, err := Tune(context.Background(), tr, in, to); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 7 || overlaps.Load() != 0 {
+		t.Errorf("%d reports, %d of them overlapping another: want 7 and none", calls.Load(), overlaps.Load())
 	}
 }

@@ -23,8 +23,9 @@ type TuneOptions struct {
 	LSTMTrials int `json:"lstm_trials"`
 	// StartupTrials are random before TPE models the results (default 5).
 	StartupTrials int `json:"startup_trials"`
-	// OnTrial, when set, is called after each trial, from the search's
-	// goroutine (the two searches run concurrently).
+	// OnTrial, when set, is called after each trial. The two searches run
+	// concurrently, but Tune calls OnTrial from one search at a time, so
+	// it needs no locking of its own.
 	OnTrial func(Trial) `json:"-"`
 }
 
@@ -128,6 +129,14 @@ func Tune(ctx context.Context, tr *Transform, inputs []Input, to TuneOptions) (*
 		return nil, err
 	}
 	res := &Tuning{GBDT: o.GBDT.withDefaults(), LSTM: o.LSTM.withDefaults()}
+	if report := to.OnTrial; report != nil {
+		var reportMu sync.Mutex
+		to.OnTrial = func(t Trial) {
+			reportMu.Lock()
+			defer reportMu.Unlock()
+			report(t)
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var gerr, lerr error
