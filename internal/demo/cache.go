@@ -72,9 +72,10 @@ func (w *world) featured() []control.Featured {
 	return out
 }
 
-// hotSets are the load generator's hot products: each sale of the replay
-// favours the products it features while it lasts (offsets in real time
-// from the run's start at from, factor virtual seconds per real one).
+// hotSets are the load generator's sale windows: each sale of the replay
+// favours the products it features and gives its visitors the sale's
+// funnel while it lasts (offsets in real time from the run's start at
+// from, factor virtual seconds per real one).
 func (w *world) hotSets(from time.Time, factor float64, runFor time.Duration) []loadgen.HotSet {
 	var out []loadgen.HotSet
 	real := func(t time.Time) time.Duration { return time.Duration(float64(t.Sub(from)) / factor) }
@@ -88,9 +89,11 @@ func (w *world) hotSets(from time.Time, factor float64, runFor time.Duration) []
 				products = append(products, p) // product pages; lists and searches are no product choice
 			}
 		}
+		h := loadgen.HotSet{From: max(0, real(e.Start)), To: real(e.End), Funnel: &w.sale}
 		if len(products) > 0 {
-			out = append(out, loadgen.HotSet{From: max(0, real(e.Start)), To: real(e.End), Products: products, Share: saleHotShare})
+			h.Products, h.Share = products, saleHotShare
 		}
+		out = append(out, h)
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/lbsys/lbsys/internal/cache"
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/control"
+	"github.com/lbsys/lbsys/internal/loadgen"
 )
 
 func testWorld(t *testing.T) (*Config, *world) {
@@ -87,6 +88,9 @@ func TestDemoSaleFeaturesAndHotSets(t *testing.T) {
 	hs := w.hotSets(cfg.From, cfg.Factor, cfg.Duration)
 	if len(hs) != 1 || hs[0].From != 75*time.Second || hs[0].To != 100*time.Second || len(hs[0].Products) != 40 || hs[0].Share != saleHotShare {
 		t.Fatalf("hot sets %+v: want the sale's 40 products from 75 s to 100 s", hs)
+	}
+	if hs[0].Funnel == nil || *hs[0].Funnel != saleFunnel {
+		t.Fatalf("the sale's visitors walk %v, want the sale's funnel %v", hs[0].Funnel, saleFunnel)
 	}
 	w.events[len(w.events)-1].Warm = append(w.events[len(w.events)-1].Warm, "/catalog/products?page=1&size=20")
 	if hs := w.hotSets(cfg.From.Add(24*time.Hour), cfg.Factor, cfg.Duration); len(hs) != 1 || len(hs[0].Products) != 40 {
@@ -186,5 +190,36 @@ func TestCompareCache(t *testing.T) {
 	compareCache(&b, cfg, &CacheResult{Warm: true, Events: []CacheEvent{ev(0.9, 0.8)}})
 	if want := "cache comparison, Sale's first minute: product pages warmed 0.900, cold 0.400 (2.25×); the whole catalog warmed 0.900, cold 0.900; first five minutes: product pages warmed 0.800, cold 0.700 (1.14×)"; !strings.Contains(b.String(), want) {
 		t.Errorf("comparison %q, want %q", b.String(), want)
+	}
+}
+
+// TestDemoHistoryHasTheSalesFunnel: the history the controller learns
+// from is what the load generator sends: in a past sale's window each
+// service's rate is the sale funnel's (a checkout per five visits), out
+// of it the ordinary one's (one per ten), for the same visits.
+func TestDemoHistoryHasTheSalesFunnel(t *testing.T) {
+	cfg, w := testWorld(t)
+	h := w.history(cfg.From)
+	at := func(svc string, t time.Time) float64 {
+		s := h[svc]
+		return s.Values[int(t.Sub(s.Start)/time.Minute)]
+	}
+	sale := time.Date(1995, 7, 4, 10, 10, 0, 0, time.UTC) // sale-2: 10:00 to 10:25
+	before := sale.Add(-15 * time.Minute)
+	for _, tc := range []struct {
+		at   time.Time
+		f    loadgen.Funnel
+		what string
+	}{{sale, saleFunnel, "in the sale"}, {before, loadgen.DefaultFunnel, "before it"}} {
+		visits := w.realRPS(tc.at) / loadgen.DefaultFunnel.ExpectedRequests()
+		for svc, per := range tc.f.ServiceRequests() {
+			if got, want := at(svc, tc.at), visits*per; math.Abs(got-want) > 1e-9*want {
+				t.Errorf("%s %s: %.4f req/s, want %.4f (%.3f visits/s × %.2f)", svc, tc.what, got, want, visits, per)
+			}
+		}
+	}
+	// The sale's uplift on checkout is twice the one on visits.
+	if r := (at("checkout", sale) / w.realRPS(sale)) / (at("checkout", before) / w.realRPS(before)); math.Abs(r-2) > 1e-9 {
+		t.Errorf("checkout per visit in the sale ×%.3f of before, want ×2", r)
 	}
 }

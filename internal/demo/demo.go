@@ -97,7 +97,7 @@ type Config struct {
 	Admin  string
 	// PeakRPS is the request rate at the replayed day's busiest minute
 	// (default 400); FlashX what the announced sale multiplies it by
-	// (default 5: not told to the controller, which learns a flash sale's
+	// (default 10: not told to the controller, which learns a flash sale's
 	// size from the past ones).
 	PeakRPS float64
 	FlashX  float64
@@ -158,7 +158,7 @@ func (c *Config) defaults() error {
 		c.PeakRPS = 400
 	}
 	if c.FlashX <= 0 {
-		c.FlashX = 5
+		c.FlashX = 10
 	}
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -194,8 +194,8 @@ type serviceDef struct {
 // services), so that the morning's traffic and the sale need real scaling.
 var services = []serviceDef{
 	{"catalog", "sheddable", 2, 25 * time.Millisecond, 2, 12, 300 * time.Millisecond},
-	{"cart", "normal", 2, 25 * time.Millisecond, 2, 8, 300 * time.Millisecond},
-	{"inventory", "critical", 2, 25 * time.Millisecond, 2, 8, 300 * time.Millisecond},
+	{"cart", "normal", 2, 25 * time.Millisecond, 2, 12, 300 * time.Millisecond},
+	{"inventory", "critical", 2, 25 * time.Millisecond, 2, 12, 300 * time.Millisecond},
 	{"payment", "critical", 4, 50 * time.Millisecond, 2, 6, time.Second},
 	{"checkout", "critical", 16, 20 * time.Millisecond, 2, 6, 1500 * time.Millisecond},
 }

@@ -7,13 +7,26 @@ import (
 	"time"
 )
 
-// HotSet makes some products far more popular during a window of the
-// run: a sale's featured products, which its crowd views whatever their
-// usual popularity (lbsys demo takes them from the calendar's
-// X-LBSYS-WARM). A product choice inside the window — the page a session
-// opens, then its stock and the product it adds to the cart, or a
-// requests-mode product, stock or cart-add request — is one of them with
-// probability Share, uniformly; otherwise the usual Zipf popularity.
+// HotSet changes what visitors do during a window of the run: a sale's
+// featured products become far more popular, and its crowd may walk
+// another funnel.
+//
+// Products are the sale's featured products, which its crowd views
+// whatever their usual popularity (lbsys demo takes them from the
+// calendar's X-LBSYS-WARM). A product choice inside the window — the page
+// a session opens, then its stock and the product it adds to the cart, or
+// a requests-mode product, stock or cart-add request — is one of them
+// with probability Share, uniformly; otherwise the usual Zipf popularity.
+//
+// Funnel, when set, is the conversion of the sessions that start inside
+// the window (sessions mode): a flash sale's visitors come to buy, so
+// more of them open a product, fill a cart and check out than on an
+// ordinary day. Sessions still start at Rate / Config.Funnel's
+// ExpectedRequests (the crowd's size is the Rate's), so the window's
+// requests per second grow by Funnel.ExpectedRequests() /
+// Config.Funnel.ExpectedRequests(), and each service's by its
+// ServiceRequests ratio. Where windows overlap, the first with a Funnel
+// applies.
 type HotSet struct {
 	// From and To bound the window, as offsets from the run's start
 	// (To after From).
@@ -23,8 +36,10 @@ type HotSet struct {
 	// (Config.Products).
 	Products []string
 	// Share is the probability that a choice in the window is a hot
-	// product, in (0, 1].
+	// product, in (0, 1]; 0 with no Products.
 	Share float64
+	// Funnel is the window's conversion (nil: Config.Funnel's).
+	Funnel *Funnel
 }
 
 // maxHotSets bounds Config.Hot: every product choice checks the windows.
@@ -35,6 +50,7 @@ type hotRT struct {
 	from, to time.Duration
 	idx      []int
 	share    float64
+	funnel   *Funnel
 }
 
 // compileHot checks the hot sets against a catalogue of n products.
@@ -51,12 +67,19 @@ func compileHot(sets []HotSet, p *shopPaths) ([]hotRT, error) {
 		switch {
 		case h.From < 0 || h.To <= h.From:
 			return nil, fmt.Errorf("hot set %d: the window %v..%v is empty or negative; give offsets from the run's start with to after from", i, h.From, h.To)
-		case !(h.Share > 0 && h.Share <= 1):
+		case len(h.Products) == 0 && h.Funnel == nil:
+			return nil, fmt.Errorf("hot set %d: no products and no funnel: it would change nothing", i)
+		case len(h.Products) == 0 && h.Share != 0:
+			return nil, fmt.Errorf("hot set %d: share %v without products: name the products the share goes to, or leave it 0", i, h.Share)
+		case len(h.Products) > 0 && !(h.Share > 0 && h.Share <= 1):
 			return nil, fmt.Errorf("hot set %d: share %v: want a probability in (0, 1]", i, h.Share)
-		case len(h.Products) == 0:
-			return nil, fmt.Errorf("hot set %d: no products", i)
 		}
-		rt := hotRT{from: h.From, to: h.To, share: h.Share}
+		if h.Funnel != nil {
+			if err := h.Funnel.Validate(); err != nil {
+				return nil, fmt.Errorf("hot set %d: %w", i, err)
+			}
+		}
+		rt := hotRT{from: h.From, to: h.To, share: h.Share, funnel: h.Funnel}
 		for _, pr := range h.Products {
 			id := strings.TrimPrefix(pr, "/catalog/products/")
 			k, ok := byID[id]
@@ -75,9 +98,21 @@ func compileHot(sets []HotSet, p *shopPaths) ([]hotRT, error) {
 func (g *gen) pick(rng *rand.Rand, at time.Duration) int {
 	for i := range g.hot {
 		h := &g.hot[i]
-		if at >= h.from && at < h.to && rng.Float64() < h.share {
+		if at >= h.from && at < h.to && len(h.idx) > 0 && rng.Float64() < h.share {
 			return h.idx[rng.IntN(len(h.idx))]
 		}
 	}
 	return g.paths.pickProduct(rng)
+}
+
+// funnelAt is the funnel of a session starting at offset at: the first
+// open window's with one, else the run's.
+func (g *gen) funnelAt(at time.Duration) *Funnel {
+	for i := range g.hot {
+		h := &g.hot[i]
+		if h.funnel != nil && at >= h.from && at < h.to {
+			return h.funnel
+		}
+	}
+	return &g.cfg.Funnel
 }

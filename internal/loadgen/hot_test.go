@@ -125,7 +125,11 @@ func TestHotSetValidation(t *testing.T) {
 		{HotSet{From: -time.Second, To: time.Second, Products: []string{"p0001"}, Share: 0.5}, "empty or negative"},
 		{HotSet{To: time.Second, Products: []string{"p0001"}, Share: 0}, "share 0"},
 		{HotSet{To: time.Second, Products: []string{"p0001"}, Share: 1.5}, "share 1.5"},
-		{HotSet{To: time.Second, Share: 0.5}, "no products"},
+		{HotSet{To: time.Second}, "no products and no funnel"},
+		{HotSet{To: time.Second, Share: 0.5, Funnel: &Funnel{1, 0.9, 0.5, 0.2}}, "share 0.5 without products"},
+		{HotSet{To: time.Second, Funnel: &Funnel{1, 0.5, 0.6, 0.2}}, "hot set 0: funnel: cart=0.6 is more than product=0.5"},
+		{HotSet{To: time.Second, Funnel: &Funnel{1, 0.9, 0.5, 0.2}}, ""},
+		{HotSet{To: time.Second, Products: []string{"p0001"}, Share: 0.5, Funnel: &Funnel{1, 0.9, 0.5, 0.2}}, ""},
 		{HotSet{To: time.Second, Products: []string{"p0201"}, Share: 0.5}, `"p0201" is not a product of the catalogue (p0001 to p0200)`},
 		{HotSet{To: time.Second, Products: []string{"/cart"}, Share: 0.5}, `"/cart" is not a product`},
 		{HotSet{To: time.Second, Products: []string{"/catalog/products/p0200", "p0001"}, Share: 1}, ""},
@@ -140,5 +144,73 @@ func TestHotSetValidation(t *testing.T) {
 	}
 	if _, err := compileHot(make([]HotSet, maxHotSets+1), p); err == nil {
 		t.Error("too many hot sets accepted")
+	}
+}
+
+// TestHotSetFunnel: sessions that start inside a window with a funnel
+// walk it (more reach the cart and the checkout), the others the run's;
+// the session-start rate is the run's, so the window's request rate per
+// service grows by the funnels' ServiceRequests ratio.
+func TestHotSetFunnel(t *testing.T) {
+	p := newShopPaths(200)
+	sale := Funnel{1, 0.9, 0.5, 0.2}
+	hot, err := compileHot([]HotSet{
+		{From: time.Second, To: 2 * time.Second, Products: []string{"p0001"}, Share: 0.5},
+		{From: time.Second, To: 3 * time.Second, Funnel: &sale},
+		{From: 2 * time.Second, To: 4 * time.Second, Funnel: &Funnel{1, 0.1, 0.1, 0.1}},
+	}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gen{paths: p, hot: hot, cfg: Config{Funnel: DefaultFunnel}}
+	for _, tc := range []struct {
+		at   time.Duration
+		want Funnel
+	}{
+		{999 * time.Millisecond, DefaultFunnel},
+		{time.Second, sale},
+		{2500 * time.Millisecond, sale}, // overlapping: the first with a funnel
+		{3 * time.Second, Funnel{1, 0.1, 0.1, 0.1}},
+		{4 * time.Second, DefaultFunnel},
+	} {
+		if got := *g.funnelAt(tc.at); got != tc.want {
+			t.Errorf("at %v: funnel %v, want %v", tc.at, got, tc.want)
+		}
+	}
+
+	// In a run, against a loopback server: the same arrivals (same seed)
+	// without and with a sale over the whole run. The sessions started are
+	// the same; the share reaching each step is the window's funnel.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	run := func(hot []HotSet) *SessionSummary {
+		cfg := Config{Target: "http://" + ln.Addr().String(), Duration: time.Second, Rate: Constant(800), Mode: ModeSessions, Seed: 5,
+			Think: -1, Hot: hot}
+		s, err := Run(context.Background(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Sessions
+	}
+	plain, inSale := run(nil), run([]HotSet{{From: 0, To: time.Hour, Funnel: &sale}})
+	t.Logf("plain: %d sessions reached %v; in a sale: %d reached %v", plain.Started, plain.Reached, inSale.Started, inSale.Reached)
+	if plain.Started < 200 || plain.Started != inSale.Started {
+		t.Fatalf("%d and %d sessions started: want the same arrivals (hundreds) both ways", plain.Started, inSale.Started)
+	}
+	for i, step := range stepNames {
+		for _, c := range []struct {
+			s *SessionSummary
+			f Funnel
+		}{{plain, DefaultFunnel}, {inSale, sale}} {
+			got := float64(c.s.Reached[step]) / float64(c.s.Started)
+			if d := got - c.f[i]; d < -0.06 || d > 0.06 {
+				t.Errorf("%s reached by %.3f of the sessions, want %.2f (funnel %v)", step, got, c.f[i], c.f)
+			}
+		}
 	}
 }

@@ -105,7 +105,8 @@ type Config struct {
 	// p0001..), chosen with Zipf popularity.
 	Products int
 	// Hot favours some products during windows of the run (a sale's
-	// featured products): see HotSet.
+	// featured products), and may give their sessions another funnel:
+	// see HotSet.
 	Hot []HotSet
 
 	// beforeDispatch, when set (tests), runs in the scheduler before the

@@ -172,8 +172,9 @@ func (g *gen) runSession(id uint64, start time.Time) {
 	// Where this visitor leaves the funnel is decided up front from one
 	// draw, so the reach fractions are exactly the funnel's in expectation.
 	u := s.rng.Float64()
+	f := g.funnelAt(start.Sub(g.start))
 	steps := 0
-	for steps < int(numSteps) && u < g.cfg.Funnel[steps] {
+	for steps < int(numSteps) && u < f[steps] {
 		steps++
 	}
 	out := s.walk(steps, start)
