@@ -6,24 +6,40 @@ import (
 	"time"
 )
 
-// TestOriginShare: the share a plan assumes is the largest of the hour's,
-// NaN minutes skipped, bounded below by minOriginShare and above by 1, and
-// 1 when nothing is known.
+// TestOriginShare: the share a plan assumes counts requests, not
+// minutes: the hour's, or its last minutes' when the cache is colder now;
+// bounded below by minOriginShare and above by 1, and 1 when nothing is
+// known.
 func TestOriginShare(t *testing.T) {
-	nan := math.NaN()
+	m := func(answered, served float64) originMinute { return originMinute{answered: answered, served: served} }
+	steady := func(n int, answered, served float64) []originMinute {
+		out := make([]originMinute, n)
+		for i := range out {
+			out[i] = m(answered, served)
+		}
+		return out
+	}
 	for _, tc := range []struct {
-		in   []float64
+		name string
+		in   []originMinute
 		want float64
 	}{
-		{nil, 1},
-		{[]float64{nan, nan}, 1},
-		{[]float64{0.1, 0.3, 0.2}, 0.3},
-		{[]float64{nan, 0.25}, 0.25},
-		{[]float64{0.001}, minOriginShare},
-		{[]float64{1.4, 0.9}, 1},
+		{"nothing known", nil, 1},
+		{"no request", []originMinute{{}, {}}, 1},
+		{"weighted by requests", []originMinute{m(10, 3), m(90, 9)}, 0.12},
+		// A cold start 50 minutes ago: 5 minutes at 0.5, 45 at 0.1, same
+		// rate: the hour's share 0.133, not the cold minutes' 0.5.
+		{"old cold start", append(steady(5, 100, 50), steady(45, 100, 10)...), (5*50 + 45*10) / 5000.0},
+		// The last 10 minutes at 0.4 after 50 at 0.1: the recent share.
+		{"colder now", append(steady(50, 100, 10), steady(10, 100, 40)...), 0.4},
+		// One quiet minute at 0.5 among busy ones at 0.1 (the last: the
+		// recent share, 0.102): hardly counts.
+		{"a quiet unlucky minute", append(steady(59, 100, 10), m(4, 2)), (9*10 + 2) / (900 + 4.0)},
+		{"floor", []originMinute{m(1000, 1)}, minOriginShare},
+		{"ceiling", []originMinute{m(100, 140), m(100, 90)}, 1},
 	} {
 		if got := originShare(tc.in); math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("originShare(%v) = %v, want %v", tc.in, got, tc.want)
+			t.Errorf("%s: originShare = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

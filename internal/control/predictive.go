@@ -116,10 +116,10 @@ type svcState struct {
 	epCap    map[string]*scaler.Capacity
 	last     ServiceMinute
 	recent   []planner.Minute // last hour, for the planner's latency
-	// shares are the last hour's origin shares: the part of the answered
-	// requests the proxies received that a replica answered (the rest the
-	// proxies' caches answered). NaN: no request.
-	shares  []float64
+	// shares are the last hour's minutes of answered requests and of
+	// those a replica answered (the rest the proxies' caches answered):
+	// the origin share's evidence.
+	shares  []originMinute
 	hot     []string       // the cache's hot keys of the last minute
 	path    []scaler.Point // latest forecast from its origin on
 	expect  map[int64]float64
@@ -203,11 +203,11 @@ func (c *common) observe(m Minute) {
 		// replicas should have taken, not a cache's answer. Without a
 		// cache the share is 1 (retries and a replica's own errors make
 		// it more; it is capped).
-		share := math.NaN()
-		if ok := sm.RPS * (1 - sm.ErrorRate); ok > 0 && !math.IsNaN(sm.ErrorRate) {
-			share = sm.ServedRPS / ok
+		var om originMinute
+		if ok := sm.RPS * (1 - sm.ErrorRate); ok > 0 && !math.IsNaN(sm.ErrorRate) && sm.ServedRPS >= 0 {
+			om = originMinute{answered: ok, served: sm.ServedRPS}
 		}
-		st.shares = append(st.shares, share)
+		st.shares = append(st.shares, om)
 		if len(st.shares) > 60 {
 			st.shares = st.shares[len(st.shares)-60:]
 		}
@@ -700,17 +700,41 @@ var _ Controller = (*Predictive)(nil)
 // reach the replicas (a purge or a cold cache sends them there at once).
 const minOriginShare = 0.05
 
-// originShare is the largest origin share of shares (NaN minutes skipped),
-// at least minOriginShare, 1 when none is known.
-func originShare(shares []float64) float64 {
-	best, seen := 0.0, false
-	for _, x := range shares {
-		if !math.IsNaN(x) {
-			best, seen = math.Max(best, x), true
+// originRecent is how many of the last minutes make the recent origin
+// share, which the plan takes when the cache is colder now than over the
+// hour.
+const originRecent = 10
+
+// originMinute is a minute's answered requests (per second) and the part
+// of them a replica answered.
+type originMinute struct{ answered, served float64 }
+
+// originShare is the share of the answered requests that reached a
+// replica: over the hour, or over its last originRecent minutes when that
+// is more (a cache that turned colder plans more, at once), each counted
+// by requests, so that a quiet minute's few requests weigh as little as
+// they tell. The largest single minute would not do: with a few dozen
+// requests a minute, one unlucky minute or the warm fetches before a sale
+// triple it, and a cold start an hour ago would still count. At least
+// minOriginShare, at most 1, and 1 when nothing is known.
+func originShare(mins []originMinute) float64 {
+	share := func(ms []originMinute) (float64, bool) {
+		var ok, served float64
+		for _, m := range ms {
+			ok += m.answered
+			served += m.served
 		}
+		if ok <= 0 {
+			return 0, false
+		}
+		return served / ok, true
 	}
-	if !seen {
+	hour, known := share(mins)
+	if !known {
 		return 1
 	}
-	return math.Min(1, math.Max(best, minOriginShare))
+	if recent, ok := share(mins[max(0, len(mins)-originRecent):]); ok {
+		hour = math.Max(hour, recent)
+	}
+	return math.Min(1, math.Max(hour, minOriginShare))
 }
