@@ -229,8 +229,8 @@ func (c *common) svc(name string) *svcState {
 // received; a replica's capacity is learned from the requests that reached
 // one. Where the proxies cache the service, the two differ by the caches'
 // hits: a replica's capacity is converted into received requests by the
-// origin share (the largest of the last hour, so that a colder cache plans
-// more, never less), or the plan would start a replica for every answer a
+// origin share (the hour's, or its last minutes' when the cache is colder
+// now: originShare), or the plan would start a replica for every answer a
 // cache gave.
 func (c *common) input(st *svcState, now time.Time) scaler.Input {
 	cap, _, _ := st.capacity.PerReplica()
