@@ -242,13 +242,19 @@ func (m *Machine) openDecision(c Command, verb string, may func(*change.Change) 
 	return d, ch, nil
 }
 
-func (m *Machine) approve(c Command, now time.Time) Result {
-	d, ch, done := m.openDecision(c, "approve", func(*change.Change) *Error {
+// approverOnly is openDecision's check for the decisions only an approver
+// may take (verb: approve, reject).
+func approverOnly(c Command, verb string) func(*change.Change) *Error {
+	return func(*change.Change) *Error {
 		if !HasRole(c.Roles, RoleApprover) {
-			return errf(CodeForbidden, "%s may not approve: the token needs the approver role", who(c.By))
+			return errf(CodeForbidden, "%s may not %s: the token needs the approver role", who(c.By), verb)
 		}
 		return nil
-	})
+	}
+}
+
+func (m *Machine) approve(c Command, now time.Time) Result {
+	d, ch, done := m.openDecision(c, "approve", approverOnly(c, "approve"))
 	if done != nil {
 		return *done
 	}
@@ -270,12 +276,7 @@ func (m *Machine) approve(c Command, now time.Time) Result {
 }
 
 func (m *Machine) reject(c Command, now time.Time) Result {
-	d, ch, done := m.openDecision(c, "reject", func(*change.Change) *Error {
-		if !HasRole(c.Roles, RoleApprover) {
-			return errf(CodeForbidden, "%s may not reject: the token needs the approver role", who(c.By))
-		}
-		return nil
-	})
+	d, ch, done := m.openDecision(c, "reject", approverOnly(c, "reject"))
 	if done != nil {
 		return *done
 	}
