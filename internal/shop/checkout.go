@@ -211,11 +211,13 @@ func (s *saga) recorded() (answer, bool, error) {
 func (s *saga) snapshot() (cartView, answer, bool) {
 	var frozen IdemRecord
 	var found bool
-	err := s.g.store.View(s.ctx, func(tx Tx) (err error) {
-		frozen, found, err = tx.Idem("checkout.cart", s.key)
-		return err
-	})
-	if err != nil {
+	readFrozen := func() error {
+		return s.g.store.View(s.ctx, func(tx Tx) (err error) {
+			frozen, found, err = tx.Idem("checkout.cart", s.key)
+			return err
+		})
+	}
+	if err := readFrozen(); err != nil {
 		return cartView{}, s.storeError(err), false
 	}
 	if !found {
@@ -239,18 +241,17 @@ func (s *saga) snapshot() (cartView, answer, bool) {
 			}
 		}
 		if len(lines) == 0 {
-			return cartView{}, errorReply(http.StatusBadRequest, "empty_cart", "the cart is empty: add items before checking out"), false
-		}
-		body := jsonReply(http.StatusOK, viewOf(lines)).Body
-		err = s.g.store.Update(s.ctx, func(tx Tx) (err error) {
-			// Keep the first run's cart if a concurrent run froze one.
-			rep, _, err := idempotent(tx, "checkout.cart", s.key, s.hash, func() (answer, error) {
-				return answer{Status: http.StatusOK, Body: body}, nil
-			})
-			frozen = IdemRecord{Hash: s.hash, Status: rep.Status, Body: rep.Body}
-			return err
-		})
-		if err != nil {
+			// A concurrent run of this key may have frozen the cart, placed
+			// the order and cleared the cart between our first look and
+			// this read: it froze before it cleared, so look again and
+			// carry on with its cart rather than answer a different story.
+			if err := readFrozen(); err != nil {
+				return cartView{}, s.storeError(err), false
+			}
+			if !found {
+				return cartView{}, errorReply(http.StatusBadRequest, "empty_cart", "the cart is empty: add items before checking out"), false
+			}
+		} else if err := s.freeze(lines, &frozen); err != nil {
 			return cartView{}, s.storeError(err), false
 		}
 	}
@@ -262,6 +263,20 @@ func (s *saga) snapshot() (cartView, answer, bool) {
 		return cartView{}, s.storeError(fmt.Errorf("frozen cart of %s: %w", s.key, err)), false
 	}
 	return cart, answer{}, true
+}
+
+// freeze records lines as the key's cart, or sets frozen to the cart a
+// concurrent run froze first.
+func (s *saga) freeze(lines []CartLine, frozen *IdemRecord) error {
+	body := jsonReply(http.StatusOK, viewOf(lines)).Body
+	return s.g.store.Update(s.ctx, func(tx Tx) error {
+		// Keep the first run's cart if a concurrent run froze one.
+		rep, _, err := idempotent(tx, "checkout.cart", s.key, s.hash, func() (answer, error) {
+			return answer{Status: http.StatusOK, Body: body}, nil
+		})
+		*frozen = IdemRecord{Hash: s.hash, Status: rep.Status, Body: rep.Body}
+		return err
+	})
 }
 
 // finish records rep as the key's answer, or returns the answer a

@@ -467,3 +467,57 @@ func TestCheckoutThroughProxy(t *testing.T) {
 		t.Errorf("checkout stats %v", cs)
 	}
 }
+
+// Two runs of one key at once, where the second looks for a frozen cart
+// before the first froze one and reads the cart after the first placed the
+// order and cleared it: the second must carry on with the frozen cart and
+// give the same answer, not say the cart is empty (it did, seen in CI).
+func TestCheckoutDuplicateSeesClearedCart(t *testing.T) {
+	firstAtCart, secondArrived, cleared := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	carts := 0
+	up := fakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/cart" && r.Method == "GET":
+			mu.Lock()
+			carts++
+			n := carts
+			mu.Unlock()
+			if n == 1 { // the first run reads the cart once the second has looked
+				close(firstAtCart)
+				<-secondArrived
+				io.WriteString(w, `{"items":[{"product_id":"p0001","qty":2,"price_cents":500}],"total_cents":1000}`)
+				return
+			}
+			close(secondArrived)
+			<-cleared
+			io.WriteString(w, `{"items":[],"total_cents":0}`)
+		case r.URL.Path == "/cart" && r.Method == "DELETE":
+			mu.Lock()
+			select {
+			case <-cleared:
+			default:
+				close(cleared)
+			}
+			mu.Unlock()
+			io.WriteString(w, `{"status":"ok"}`)
+		case r.URL.Path == "/payment/charge":
+			io.WriteString(w, `{"key":"k:charge","charge_id":"ch_1","status":"captured"}`)
+		default:
+			io.WriteString(w, `{"status":"ok"}`)
+		}
+	})
+	cfg := testConfig(t, "checkout", 1)
+	cfg.Upstream = up
+	g := startGroup(t, cfg)
+	hdr := map[string]string{"Idempotency-Key": "k", "Cookie": SessionCookie + "=s1"}
+	var first, second resp
+	var wg sync.WaitGroup
+	wg.Go(func() { first = do(t, "POST", g.URLs()[0]+"/checkout", "", hdr) })
+	<-firstAtCart // start the second run once the first is waiting on its cart
+	wg.Go(func() { second = do(t, "POST", g.URLs()[0]+"/checkout", "", hdr) })
+	wg.Wait()
+	if first.status != 200 || second.status != first.status || second.body != first.body {
+		t.Errorf("duplicates answered %d %s and %d %s; want the same 200", first.status, first.body, second.status, second.body)
+	}
+}
