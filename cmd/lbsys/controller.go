@@ -46,6 +46,7 @@ type controllerFlags struct {
 	minReplicas            int
 	maxReplicas            int
 	targetUtil, tolerance  float64
+	eventConfidence        float64
 	startup                time.Duration
 	noLSTM                 bool
 	seed                   uint64
@@ -55,6 +56,13 @@ type controllerFlags struct {
 	dryRun                 bool
 	logLevel               string
 }
+
+// The predictive controllers' risk on announced events, shared by
+// `lbsys controller` and `lbsys sim`.
+const (
+	defaultEventConfidence = 0.95
+	eventConfidenceUsage   = "probability that an announced event is no larger than the floors plan for, learned from the past events of its category: lower plans smaller, cheaper floors that the largest events outgrow (0.5–0.999)"
+)
 
 // liveControls are the controllers `lbsys controller --control` runs: the
 // oracle needs the future, and reactive control is no controller at all.
@@ -137,6 +145,7 @@ Examples:
 	fl.IntVar(&f.maxReplicas, "max-replicas", 0, "the autoscaler's maximum replicas per service (0: none); floors are capped at it")
 	fl.Float64Var(&f.targetUtil, "target-utilisation", 0.6, "the autoscaler's target utilisation, which floors plan for (0 < u <= 1)")
 	fl.Float64Var(&f.tolerance, "tolerance", 0.1, "the autoscaler's tolerance around its target")
+	fl.Float64Var(&f.eventConfidence, "event-confidence", defaultEventConfidence, eventConfidenceUsage)
 	durationVar(fl, &f.startup, "startup", 3*time.Minute, "how long a new replica takes to become ready, until startups are observed")
 	fl.BoolVar(&f.noLSTM, "no-lstm", false, "leave the LSTM out of the forecaster (faster training)")
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed of the training")
@@ -188,6 +197,9 @@ func (f *controllerFlags) check() error {
 		return errors.New("--start needs --time-factor: in real time the run starts now")
 	case f.fleetTokenFile != "" && !strings.HasPrefix(f.fleet, "http://") && !strings.HasPrefix(f.fleet, "https://"):
 		return errors.New("--fleet-token-file needs a --fleet URL (http:// or https://)")
+	}
+	if err := forecast.CheckEventConfidence(f.eventConfidence); err != nil {
+		return fmt.Errorf("--event-confidence: %w", err)
 	}
 	if _, err := forecast.HolidaysByName(f.holidays); err != nil {
 		return fmt.Errorf("--holidays: %w", err)
@@ -360,7 +372,8 @@ func runController(cmd *cobra.Command, f controllerFlags) error {
 	// The controller.
 	setup := control.Setup{Start: start, Step: f.every, Proxies: len(proxyURLs), History: hist.Series, Events: events,
 		StartupPrior: f.startup, RetrainEvery: f.retrainEvery,
-		Forecast: forecast.Options{Seed: f.seed, NoLSTM: f.noLSTM, Holidays: f.holidays}}
+		Forecast: forecast.Options{Seed: f.seed, NoLSTM: f.noLSTM, Holidays: f.holidays},
+		Uplift:   forecast.UpliftOptions{Upper: f.eventConfidence}}
 	if f.retrainEvery <= 0 {
 		setup.RetrainEvery = -1
 	}

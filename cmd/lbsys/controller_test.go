@@ -300,6 +300,7 @@ func TestControllerUsageErrors(t *testing.T) {
 		{append(base, "--control", "oracle"), exitUsage, "lbsys sim only"},
 		{append(base, "--start", "2026-03-04T10:00:00Z"), exitUsage, "--start needs --time-factor"},
 		{append(base, "--target-utilisation", "1.5"), exitUsage, "--target-utilisation 1.5"},
+		{append(base, "--event-confidence", "1"), exitUsage, "--event-confidence: event confidence 1: want a probability"},
 		{append(base, "--proxy-admin", "127.0.0.1:9901"), exitUsage, "want http://host:port"},
 		{append(base, "--load-unit", "rpm"), exitUsage, "--load-unit \"rpm\""},
 		{append(base, "--coordinator", "http://127.0.0.1:1"), exitUsage, "--dry-run proposes nothing"},

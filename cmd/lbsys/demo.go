@@ -107,6 +107,7 @@ Everything listens on 127.0.0.1 only.`,
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "proxy client address (port 0: any free port)")
 	f.StringVar(&cfg.Admin, "admin", "127.0.0.1:9901", "proxy admin address (port 0: any free port)")
 	f.Float64Var(&cfg.PeakRPS, "peak-rps", 400, "request rate at the replayed day's busiest minute")
+	f.Float64Var(&cfg.EventConfidence, "event-confidence", defaultEventConfidence, eventConfidenceUsage)
 	f.Float64Var(&cfg.FlashX, "flash-x", 10, "what the announced flash sale multiplies the traffic by (the controller is not told: it learns it from the past sales)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the load (same seed, same arrivals)")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "where the last run of each control is kept for the comparison (default: lbsys-demo under the system's temporary directory)")

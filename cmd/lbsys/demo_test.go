@@ -170,3 +170,21 @@ func TestDemoWarmFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoEventConfidenceFlag: --event-confidence reaches the demo.
+func TestDemoEventConfidenceFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want float64
+	}{{nil, defaultEventConfidence}, {[]string{"--event-confidence", "0.8"}, 0.8}} {
+		var got *demo.Config
+		cmd := newDemoCmdRunning(func(_ context.Context, c demo.Config) (*demo.Result, error) {
+			got = &c
+			return &demo.Result{}, nil
+		})
+		cmd.SetArgs(tc.args)
+		if err := cmd.Execute(); err != nil || got == nil || got.EventConfidence != tc.want {
+			t.Errorf("demo %v: %v, config %+v; want EventConfidence %v", tc.args, err, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lbsys/lbsys/internal/forecast"
 	"github.com/lbsys/lbsys/internal/sim"
 	"github.com/lbsys/lbsys/internal/simrun"
 	"github.com/lbsys/lbsys/scenarios"
@@ -24,6 +25,7 @@ func newSimCmd() *cobra.Command {
 		seed                            uint64
 		parallel, gcPercent             int
 		quiet, list                     bool
+		eventConfidence                 float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --scenario NAME|FILE [--policies a,b,...] [--control reactive,predictive,...] [--seeds 1-5] [--out DIR] [flags]",
@@ -88,11 +90,14 @@ Examples:
 			if parallel < 1 {
 				return usageError{fmt.Errorf("--parallel %d: at least 1", parallel)}
 			}
+			if err := forecast.CheckEventConfidence(eventConfidence); err != nil {
+				return usageError{fmt.Errorf("--event-confidence: %w", err)}
+			}
 			sc, err := simrun.Load(scenario)
 			if err != nil {
 				return usageError{err}
 			}
-			cfg := simrun.Config{Scenario: sc, Parallel: parallel, Out: out, Progress: cmd.ErrOrStderr(), Quiet: quiet}
+			cfg := simrun.Config{Scenario: sc, Parallel: parallel, Out: out, Progress: cmd.ErrOrStderr(), Quiet: quiet, EventConfidence: eventConfidence}
 			if cfg.Controls, err = sim.ParseControls(controls); err != nil {
 				return usageError{fmt.Errorf("--control: %w", err)}
 			}
@@ -141,6 +146,7 @@ Examples:
 	f.Uint64Var(&seed, "seed", 0, "random seed (default: the scenario's, else 1)")
 	f.StringVar(&seedList, "seeds", "", "several seeds, e.g. 1-5 or 1,4,9 (overrides --seed); figures are then mean ± sd over them")
 	f.StringVar(&controls, "control", "reactive", "comma-separated controls to compare: "+strings.Join(sim.Controls, ", "))
+	f.Float64Var(&eventConfidence, "event-confidence", defaultEventConfidence, eventConfidenceUsage)
 	f.StringVar(&out, "out", "", "directory for report.md, results.json, the plots and comparison.md (default: a new directory under the system's temporary directory, printed)")
 	f.StringVar(&format, "format", "md", "summary on stdout: md or json")
 	f.IntVar(&parallel, "parallel", 1, "runs simulated at once (each run uses one core)")

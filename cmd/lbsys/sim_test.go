@@ -101,6 +101,8 @@ func TestSimUsageErrors(t *testing.T) {
 		{[]string{"--scenario", bad, "--out", dir}, "bad.yaml:10: services[catalog].wrokers: unknown field"},
 		{[]string{"--scenario", "steady", "--policies", "fastest", "--out", dir}, `unknown policy "fastest"`},
 		{[]string{"--scenario", "steady", "--format", "xml"}, "--format"},
+		{[]string{"--scenario", "steady", "--event-confidence", "1"}, "--event-confidence: event confidence 1: want a probability in [0.5, 0.999]"},
+		{[]string{"--scenario", "steady", "--event-confidence", "0.3"}, "--event-confidence: event confidence 0.3"},
 	}
 	for _, tc := range cases {
 		_, err := runSim(t, tc.args...)

@@ -223,3 +223,23 @@ func TestDemoHistoryHasTheSalesFunnel(t *testing.T) {
 		t.Errorf("checkout per visit in the sale ×%.3f of before, want ×2", r)
 	}
 }
+
+// TestDemoEventConfidence: the demo's event confidence reaches its
+// controller's setup (0: the forecaster's default), and a value outside
+// [0.5, 0.999] is refused before anything starts.
+func TestDemoEventConfidence(t *testing.T) {
+	cfg, w := testWorld(t)
+	if s := controllerSetup(cfg, w); s.Uplift.Upper != 0 {
+		t.Errorf("default: Uplift.Upper %v, want 0 (the forecaster's 0.95)", s.Uplift.Upper)
+	}
+	cfg.EventConfidence = 0.8
+	if s := controllerSetup(cfg, w); s.Uplift.Upper != 0.8 {
+		t.Errorf("EventConfidence 0.8: Uplift.Upper %v", s.Uplift.Upper)
+	}
+	for _, p := range []float64{0.2, 1, 3} {
+		c := &Config{EventConfidence: p}
+		if err := c.defaults(); err == nil || !strings.Contains(err.Error(), "event confidence") {
+			t.Errorf("EventConfidence %v: %v, want refused", p, err)
+		}
+	}
+}

@@ -117,6 +117,10 @@ type Config struct {
 	// caches the catalog, cold at the sale's start (the comparison's
 	// other half). Reactive control never warms.
 	NoWarm bool
+	// EventConfidence is the predictive controller's probability that
+	// the sale is no larger than its floors plan for
+	// (forecast.UpliftOptions.Upper); 0: the default, 0.95.
+	EventConfidence float64
 	// Out receives the tables and the summary; Log the components' logs
 	// (default: discarded, so the tables stay readable).
 	Out io.Writer
@@ -132,6 +136,11 @@ func (c *Config) defaults() error {
 	}
 	if c.Control != ControlPredictive && c.Control != ControlReactive {
 		return fmt.Errorf("control %q: use %s or %s", c.Control, ControlPredictive, ControlReactive)
+	}
+	if c.EventConfidence != 0 {
+		if err := forecast.CheckEventConfidence(c.EventConfidence); err != nil {
+			return err
+		}
 	}
 	if c.Duration <= 0 {
 		c.Duration = 3 * time.Minute
@@ -606,7 +615,8 @@ func controllerSetup(cfg *Config, w *world) control.Setup {
 	s := control.Setup{Start: cfg.From, Step: time.Minute, Proxies: 1, History: w.history(cfg.From), Events: w.announced(),
 		// The platform's stated startup: readiness plus a node.
 		StartupPrior: readyAfter + nodeProvisioning,
-		Forecast:     forecast.Options{Seed: cfg.Seed, NoLSTM: true, Holidays: "none"}}
+		Forecast:     forecast.Options{Seed: cfg.Seed, NoLSTM: true, Holidays: "none"},
+		Uplift:       forecast.UpliftOptions{Upper: cfg.EventConfidence}}
 	for _, d := range services {
 		ss := control.ServiceSetup{Name: d.name, Min: d.min, Max: d.max, TargetUtilization: 0.6, Tolerance: 0.1, Admission: true}
 		if d.name == "catalog" {

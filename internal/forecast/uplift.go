@@ -66,6 +66,17 @@ type UpliftOptions struct {
 	SingleMargin float64 `json:"single_margin"`
 }
 
+// CheckEventConfidence validates an operator's choice of
+// UpliftOptions.Upper: the probability that an announced event is no
+// larger than the floors plan for. Below 0.5 a plan would expect most
+// events to outgrow it; at 1 no finite plan is enough.
+func CheckEventConfidence(p float64) error {
+	if !(p >= 0.5 && p <= 0.999) {
+		return fmt.Errorf("event confidence %v: want a probability in [0.5, 0.999], e.g. 0.95 (lower plans smaller, cheaper floors that the largest events outgrow)", p)
+	}
+	return nil
+}
+
 func (o UpliftOptions) withDefaults() UpliftOptions {
 	if o.BaselineDays <= 0 {
 		o.BaselineDays = 7

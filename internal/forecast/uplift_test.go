@@ -182,3 +182,37 @@ func TestUpperStretchCoverage(t *testing.T) {
 		t.Errorf("two draws: stretch %v, want clamped to 1", st)
 	}
 }
+
+func TestCheckEventConfidence(t *testing.T) {
+	for _, c := range []struct {
+		p  float64
+		ok bool
+	}{{0.5, true}, {0.8, true}, {0.95, true}, {0.999, true}, {0.49, false}, {0, false}, {1, false}, {-0.9, false}, {math.NaN(), false}, {math.Inf(1), false}} {
+		if err := CheckEventConfidence(c.p); (err == nil) != c.ok {
+			t.Errorf("CheckEventConfidence(%v) = %v, want ok %v", c.p, err, c.ok)
+		}
+	}
+}
+
+// The operator's event confidence moves the plan: a lower one plans for
+// a smaller next event (here down to the largest seen, ×10), a higher one
+// for a larger; the median is the same.
+func TestUpliftUpperFollowsTheConfidence(t *testing.T) {
+	s, evs := upliftSeries([]float64{6, 9, 7, 10, 8}, 1)
+	var last float64
+	for i, p := range []float64{0.8, 0.95, 0.99} {
+		u := LearnUplift(s, evs, UpliftOptions{Upper: p})["sale"]
+		up := u.PeakUpper()
+		if i == 0 && (up < 9.5 || up > 10.8) {
+			t.Errorf("confidence %v: upper ×%.2f, want about the largest past event, ×10", p, up)
+		}
+		if i > 0 && !(up > last*1.03) {
+			t.Errorf("confidence %v: upper ×%.2f, not above ×%.2f at the lower confidence", p, up, last)
+		}
+		if mid := u.During[10]; mid < 7 || mid > 9 {
+			t.Errorf("confidence %v: median ×%.2f, want about ×8 whatever the confidence", p, mid)
+		}
+		t.Logf("confidence %v: upper ×%.2f", p, up)
+		last = up
+	}
+}

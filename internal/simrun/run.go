@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lbsys/lbsys/internal/control"
+	"github.com/lbsys/lbsys/internal/forecast"
 	"github.com/lbsys/lbsys/internal/sim"
 )
 
@@ -30,6 +32,18 @@ type Config struct {
 	// Progress receives a progress line every second unless Quiet.
 	Progress io.Writer
 	Quiet    bool
+	// EventConfidence is the predictive controllers' probability that an
+	// announced event is no larger than their floors plan for
+	// (forecast.UpliftOptions.Upper); 0: the default, 0.95.
+	EventConfidence float64
+}
+
+// tune applies the configuration's controller options to each run's
+// controller setup.
+func (c Config) tune(s *control.Setup) {
+	if c.EventConfidence > 0 {
+		s.Uplift.Upper = c.EventConfidence
+	}
 }
 
 // Result is what a Run simulated and where it wrote it.
@@ -82,6 +96,11 @@ func OutDir(dir, scenario string) (string, error) {
 // ctx stops early: what was simulated is still written.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	sc := cfg.Scenario
+	if cfg.EventConfidence != 0 {
+		if err := forecast.CheckEventConfidence(cfg.EventConfidence); err != nil {
+			return nil, &InvalidError{err}
+		}
+	}
 	out, err := OutDir(cfg.Out, sc.Name)
 	if err != nil {
 		return nil, err
@@ -95,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	res := &Result{Out: out}
-	factory := sim.Controllers(ctx, nil)
+	factory := sim.Controllers(ctx, cfg.tune)
 	started := time.Now()
 	for _, sd := range cfg.Seeds {
 		name := sc.Name

@@ -2,11 +2,14 @@ package simrun
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lbsys/lbsys/internal/control"
 )
 
 func TestParseSeeds(t *testing.T) {
@@ -123,5 +126,33 @@ func TestRunWritesAndSummarises(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Config{Scenario: s, Policies: []string{"round_robin"}, Controls: []string{"psychic"}, Seeds: []uint64{1}, Quiet: true}); err == nil {
 		t.Error("an unknown control ran")
+	}
+}
+
+// The event confidence reaches every controller's setup, and a bad one is
+// refused before anything runs.
+func TestRunEventConfidence(t *testing.T) {
+	var s control.Setup
+	Config{EventConfidence: 0.8}.tune(&s)
+	if s.Uplift.Upper != 0.8 {
+		t.Errorf("EventConfidence 0.8: setup's Uplift.Upper %v", s.Uplift.Upper)
+	}
+	s = control.Setup{}
+	Config{}.tune(&s)
+	if s.Uplift.Upper != 0 {
+		t.Errorf("no EventConfidence: setup's Uplift.Upper %v, want 0 (the default)", s.Uplift.Upper)
+	}
+	sc, err := Load("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = Run(context.Background(), Config{Scenario: sc, Policies: []string{"round_robin"}, Controls: []string{"reactive"}, Seeds: []uint64{1}, Out: dir, Quiet: true, EventConfidence: 1.2})
+	var invalid *InvalidError
+	if !errors.As(err, &invalid) || !strings.Contains(err.Error(), "event confidence 1.2") {
+		t.Errorf("EventConfidence 1.2: %v, want an InvalidError", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused run wrote %d entries into its directory", len(entries))
 	}
 }
