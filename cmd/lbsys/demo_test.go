@@ -152,39 +152,28 @@ func TestDemoPolicyFlags(t *testing.T) {
 	}
 }
 
-// TestDemoWarmFlag: --warm=false reaches the demo as NoWarm (the cold
-// cache of the comparison); warming is on by default.
-func TestDemoWarmFlag(t *testing.T) {
+// TestDemoConfigFlags: --warm=false reaches the demo as NoWarm (the cold
+// cache of the comparison; warming is on by default), --event-confidence
+// as EventConfidence.
+func TestDemoConfigFlags(t *testing.T) {
 	for _, tc := range []struct {
-		args   []string
-		noWarm bool
-	}{{nil, false}, {[]string{"--warm=false"}, true}, {[]string{"--warm"}, false}} {
+		args       []string
+		noWarm     bool
+		confidence float64
+	}{
+		{nil, false, defaultEventConfidence},
+		{[]string{"--warm=false"}, true, defaultEventConfidence},
+		{[]string{"--warm"}, false, defaultEventConfidence},
+		{[]string{"--event-confidence", "0.8"}, false, 0.8},
+	} {
 		var got *demo.Config
 		cmd := newDemoCmdRunning(func(_ context.Context, c demo.Config) (*demo.Result, error) {
 			got = &c
 			return &demo.Result{}, nil
 		})
 		cmd.SetArgs(tc.args)
-		if err := cmd.Execute(); err != nil || got == nil || got.NoWarm != tc.noWarm {
-			t.Errorf("demo %v: %v, NoWarm %v; want %v", tc.args, err, got != nil && got.NoWarm, tc.noWarm)
-		}
-	}
-}
-
-// TestDemoEventConfidenceFlag: --event-confidence reaches the demo.
-func TestDemoEventConfidenceFlag(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want float64
-	}{{nil, defaultEventConfidence}, {[]string{"--event-confidence", "0.8"}, 0.8}} {
-		var got *demo.Config
-		cmd := newDemoCmdRunning(func(_ context.Context, c demo.Config) (*demo.Result, error) {
-			got = &c
-			return &demo.Result{}, nil
-		})
-		cmd.SetArgs(tc.args)
-		if err := cmd.Execute(); err != nil || got == nil || got.EventConfidence != tc.want {
-			t.Errorf("demo %v: %v, config %+v; want EventConfidence %v", tc.args, err, got, tc.want)
+		if err := cmd.Execute(); err != nil || got == nil || got.NoWarm != tc.noWarm || got.EventConfidence != tc.confidence {
+			t.Errorf("demo %v: %v, config %+v; want NoWarm %v, EventConfidence %v", tc.args, err, got, tc.noWarm, tc.confidence)
 		}
 	}
 }
