@@ -126,7 +126,6 @@ type svcState struct {
 	uplifts map[string]*forecast.Uplift
 	base    *forecast.Baseline
 	origin  int
-	level   float64
 	seen    bool
 }
 
@@ -145,7 +144,7 @@ func newCommon(name string, s Setup) *common {
 	s.defaults()
 	c := &common{name: name, s: s}
 	for _, ss := range s.Services {
-		st := &svcState{setup: ss, expect: map[int64]float64{}, epCap: map[string]*scaler.Capacity{}, level: 1}
+		st := &svcState{setup: ss, expect: map[int64]float64{}, epCap: map[string]*scaler.Capacity{}}
 		st.lead.Prior = s.StartupPrior
 		if h := s.History[ss.Name]; h != nil && h.Len() > 0 {
 			st.series = &forecast.Series{Name: ss.Name, Start: h.Start, Step: h.Step, Values: append(forecast.Values(nil), h.Values...)}
@@ -514,7 +513,6 @@ func (p *Predictive) refresh(now time.Time) {
 		for st.origin > 0 && math.IsNaN(st.series.Values[st.origin]) {
 			st.origin--
 		}
-		st.level = st.base.Level(st.origin)
 		if p.model != nil && st.series.Len() > 0 {
 			inputs = append(inputs, forecast.Input{Series: st.series, Events: p.s.Events})
 		}
@@ -557,7 +555,7 @@ func (p *Predictive) events(st *svcState, now, from, until time.Time) []scaler.E
 		}
 		se := scaler.Event{Category: e.Category, Start: e.Start, End: e.End, Uplift: u.String()}
 		if u != nil && st.base != nil {
-			at, mid, up := forecast.EventLoad(st.base, u, e.Start, e.End, st.origin, st.level)
+			at, mid, up := forecast.EventLoad(st.base, u, e.Start, e.End, st.origin, st.base.LevelFor(st.origin, e))
 			// Once the event is under way its own minutes say how large it
 			// is: rescale the rest of it by what was seen against the
 			// median expectation (the upper estimate was for an event as

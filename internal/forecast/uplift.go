@@ -173,12 +173,13 @@ type Baseline struct {
 	o      UpliftOptions
 	masked []bool // step under an event's effect
 	day    int
+	events []Event
 }
 
 // NewBaseline prepares the baseline of s; events mark the steps left out.
 func NewBaseline(s *Series, events []Event, o UpliftOptions) *Baseline {
 	o = o.withDefaults()
-	b := &Baseline{s: s, o: o, masked: make([]bool, s.Len())}
+	b := &Baseline{s: s, o: o, masked: make([]bool, s.Len()), events: events}
 	b.day = int(24 * time.Hour / s.Step)
 	after := o.EffectAfter
 	for _, e := range events {
@@ -232,9 +233,56 @@ func (b *Baseline) Seasonal(t time.Time, origin int) float64 {
 // Level is the ratio of the LevelWindow known, unmasked steps ending at
 // origin to their seasonal values, clamped to [½, 2] (1 when unknown).
 func (b *Baseline) Level(origin int) float64 {
+	return b.level(origin, func(int) bool { return false })
+}
+
+// LevelFor is the level the planned event starts from. It is Level,
+// except that the steps of other events under way at origin and still on
+// when the planned one starts count too: a campaign of days lifts the load
+// that a flash sale inside it multiplies, and with its steps left out the
+// level of a window wholly inside the campaign would be unknown (1) and
+// the sale planned as if the campaign were not on. A step also under the
+// effect of any other event (a spike that ended, its tail) stays out.
+func (b *Baseline) LevelFor(origin int, planned Event) float64 {
+	if origin < 0 || origin >= b.s.Len() {
+		return b.Level(origin)
+	}
+	now := b.s.Time(origin)
+	var on, off []Event
+	for _, e := range b.events {
+		if e == planned {
+			continue
+		}
+		if !e.Start.After(now) && e.End.After(now) && e.End.After(planned.Start) {
+			on = append(on, e)
+		} else {
+			off = append(off, e)
+		}
+	}
+	if len(on) == 0 {
+		return b.Level(origin)
+	}
+	after := b.o.EffectAfter
+	return b.level(origin, func(i int) bool {
+		t := b.s.Time(i)
+		in := false
+		for _, e := range on {
+			in = in || (!t.Before(e.Start) && t.Before(e.End))
+		}
+		for _, e := range off {
+			if !t.Before(e.Start) && t.Before(e.End.Add(after)) {
+				return false
+			}
+		}
+		return in
+	})
+}
+
+// level is Level with the masked steps for which carry is true counted.
+func (b *Baseline) level(origin int, carry func(i int) bool) float64 {
 	var num, den float64
 	for i := origin; i >= 0 && i > origin-b.o.LevelWindow; i-- {
-		if i >= b.s.Len() || b.masked[i] || math.IsNaN(b.s.Values[i]) {
+		if i >= b.s.Len() || (b.masked[i] && !carry(i)) || math.IsNaN(b.s.Values[i]) {
 			continue
 		}
 		base := b.Seasonal(b.s.Time(i), i-1)
@@ -262,7 +310,8 @@ func (b *Baseline) At(t time.Time, origin int, level float64) float64 {
 
 // LearnUplift learns every category's uplift on s from the events that
 // ended before the series' last step. Occurrences that overlap an event
-// of another category, or whose baseline is unknown, are left out.
+// of another category (unless it encloses them), or whose baseline is
+// unknown, are left out.
 func LearnUplift(s *Series, events []Event, o UpliftOptions) map[string]*Uplift {
 	o = o.withDefaults()
 	b := NewBaseline(s, events, o)
@@ -279,18 +328,31 @@ func LearnUplift(s *Series, events []Event, o UpliftOptions) map[string]*Uplift 
 		if from <= 0 || to+after > s.Len() || to <= from {
 			continue
 		}
-		overlap := false
+		// An event of another category that overlaps this one mixes the
+		// two effects, so the occurrence is left out, unless that event
+		// encloses it (on for the whole level window before it and past
+		// its effect: a campaign of days around a sale), which the
+		// level the sale starts from carries.
+		overlap, enclosed := false, false
 		for j, f := range sorted {
-			if j != i && f.Category != e.Category && f.Start.Before(e.End.Add(o.EffectAfter)) && e.Start.Before(f.End.Add(o.EffectAfter)) {
-				overlap = true
-				break
+			if j == i || f.Category == e.Category || !f.Start.Before(e.End.Add(o.EffectAfter)) || !e.Start.Before(f.End.Add(o.EffectAfter)) {
+				continue
 			}
+			if !f.Start.After(e.Start.Add(-time.Duration(o.LevelWindow)*s.Step)) && !f.End.Before(e.End.Add(o.EffectAfter)) {
+				enclosed = true
+				continue
+			}
+			overlap = true
+			break
 		}
 		if overlap {
 			continue
 		}
 		origin := from - 1
 		level := b.Level(origin)
+		if enclosed {
+			level = b.LevelFor(origin, e)
+		}
 		ratio := func(i int) float64 {
 			if i >= s.Len() || math.IsNaN(s.Values[i]) {
 				return math.NaN()

@@ -216,3 +216,84 @@ func TestUpliftUpperFollowsTheConfidence(t *testing.T) {
 		last = up
 	}
 }
+
+// A sale planned inside a campaign of days starts from the campaign's
+// level: the whole level window is under the campaign, so Level alone
+// knows nothing (1); LevelFor counts the campaign, which is still on when
+// the sale starts, and leaves out an earlier spike and its tail.
+func TestLevelForCountsAnEventStillOn(t *testing.T) {
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d, h, m int) time.Time { return time.Date(2026, 11, d, h, m, 0, 0, time.UTC) }
+	campaign := Event{Start: at(12, 0, 0), End: at(14, 0, 0), Category: "campaign"}
+	spike := Event{Start: at(13, 9, 0), End: at(13, 9, 20), Category: "flash"}
+	inside := Event{Start: at(13, 10, 15), End: at(13, 10, 45), Category: "sale"}
+	later := Event{Start: at(14, 2, 0), End: at(14, 2, 30), Category: "sale"}
+	events := []Event{campaign, spike, inside, later}
+	v := make([]float64, 14*1440)
+	for i := range v {
+		tm := start.Add(time.Duration(i) * time.Minute)
+		h := float64(tm.Hour()) + float64(tm.Minute())/60
+		rate := 3000 * (1 + 0.5*math.Cos(2*math.Pi*(h-20)/24))
+		if !tm.Before(campaign.Start) && tm.Before(campaign.End) {
+			rate *= 1.8
+		}
+		if !tm.Before(spike.Start) && tm.Before(spike.End.Add(20*time.Minute)) {
+			rate *= 5
+		}
+		v[i] = rate
+	}
+	s := &Series{Name: "catalog", Start: start, Step: time.Minute, Values: v}
+	b := NewBaseline(s, events, UpliftOptions{})
+	origin := int(at(13, 10, 0).Sub(start) / time.Minute)
+	if l := b.Level(origin); l != 1 {
+		t.Errorf("Level inside the campaign: %.2f, want 1 (every step of the window left out)", l)
+	}
+	if l := b.LevelFor(origin, inside); math.Abs(l-1.8) > 0.05 {
+		t.Errorf("LevelFor a sale inside the campaign: %.2f, want the campaign's ×1.8 (the spike's ×5 left out)", l)
+	}
+	if l := b.LevelFor(origin, later); l != b.Level(origin) {
+		t.Errorf("LevelFor a sale after the campaign: %.2f, want Level's %.2f", l, b.Level(origin))
+	}
+	// Before the campaign nothing else is on: LevelFor is Level.
+	before := int(at(11, 22, 0).Sub(start) / time.Minute)
+	if l, want := b.LevelFor(before, inside), b.Level(before); l != want || math.Abs(l-1) > 0.05 {
+		t.Errorf("LevelFor before the campaign: %.2f, want Level's %.2f, about 1", l, want)
+	}
+}
+
+// Sales inside a campaign of days are learned against the level the
+// campaign lifts the load to, so they count as the others do (they were
+// left out as overlaps, and a short history then had half its sales).
+// A sale overlapping an event that does not enclose it is still left out.
+func TestLearnUpliftInsideACampaign(t *testing.T) {
+	factors := []float64{6, 9, 7, 10, 8}
+	s, evs := upliftSeries(factors, 1)
+	campaigns := []Event{
+		{Start: evs[1].Start.Add(-22 * time.Hour), End: evs[1].Start.Add(26 * time.Hour), Category: "campaign"},
+		{Start: evs[3].Start.Add(-28 * time.Hour), End: evs[3].Start.Add(20 * time.Hour), Category: "campaign"},
+	}
+	for i := range s.Values {
+		tm := s.Time(i)
+		for _, c := range campaigns {
+			if !tm.Before(c.Start) && tm.Before(c.End) {
+				s.Values[i] *= 1.6
+			}
+		}
+	}
+	u := LearnUplift(s, append(append([]Event(nil), evs...), campaigns...), UpliftOptions{})["sale"]
+	if u == nil || u.Occurrences != len(factors) {
+		t.Fatalf("sales learned inside campaigns: %+v, want all %d", u, len(factors))
+	}
+	for i, p := range u.Peaks {
+		if math.Abs(p-factors[i])/factors[i] > 0.08 {
+			t.Errorf("peak %d: ×%.2f, want ×%.0f ±8%% (the campaign's ×1.6 not counted in)", i, p, factors[i])
+		}
+	}
+	// A flash event of another category in the middle of the third sale
+	// mixes the two: that sale is left out.
+	mixed := append(append([]Event(nil), evs...), campaigns...)
+	mixed = append(mixed, Event{Start: evs[2].Start.Add(10 * time.Minute), End: evs[2].Start.Add(20 * time.Minute), Category: "flash"})
+	if u := LearnUplift(s, mixed, UpliftOptions{})["sale"]; u == nil || u.Occurrences != len(factors)-1 {
+		t.Errorf("with an overlapping flash event: %+v, want %d occurrences", u, len(factors)-1)
+	}
+}
