@@ -124,15 +124,17 @@ Signals: SIGTERM or SIGINT stop the node.`,
 			} else {
 				o.RaftLog = os.Stderr
 			}
+			// Caught before the node starts: a SIGTERM that came before
+			// Notify would end the process without stopping the node.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
 			n, err := gaia.Start(o)
 			if err != nil {
 				return usageError{err}
 			}
 			p, _ := json.Marshal(pol)
 			log.Info("lbsys coordinator started", "id", o.ID, "http", n.URL(), "raft", o.RaftAddr, "policy", string(p))
-			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-			defer signal.Stop(sigs)
 			select {
 			case s := <-sigs:
 				log.Info("stopping", "signal", s.String())

@@ -133,6 +133,14 @@ func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Lo
 		px.Close()
 		return usageError{err}
 	}
+	// Signals are caught before anything listens: a signal the runtime
+	// receives before Notify is dropped (SIGUSR1, SIGHUP) or ends the
+	// process (SIGTERM), and a logrotate or a supervisor may send one as
+	// soon as the proxy is up. Those that arrive during Start wait in the
+	// channel.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, append(proxy.ReopenSignals(), syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)...)
+	defer signal.Stop(sigs)
 	if err := px.Start(); err != nil {
 		px.Close()
 		return err
@@ -142,10 +150,6 @@ func runProxy(ctx context.Context, cfg *config.Config, path string, log *slog.Lo
 		addrs = append(addrs, px.Addr(l.Listen))
 	}
 	log.Info("lbsys proxy started", "listeners", strings.Join(addrs, ","), "admin", px.AdminAddr(), "config_version", px.Version())
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, append(proxy.ReopenSignals(), syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)...)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case <-ctx.Done():
