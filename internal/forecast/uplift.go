@@ -242,13 +242,15 @@ func (b *Baseline) Level(origin int) float64 {
 // that a flash sale inside it multiplies, and with its steps left out the
 // level of a window wholly inside the campaign would be unknown (1) and
 // the sale planned as if the campaign were not on. A step also under the
-// effect of any other event (a spike that ended, its tail) stays out.
+// effect of the planned event or of any other (a spike that ended, its
+// tail) stays out.
 func (b *Baseline) LevelFor(origin int, planned Event) float64 {
 	if origin < 0 || origin >= b.s.Len() {
 		return b.Level(origin)
 	}
 	now := b.s.Time(origin)
-	var on, off []Event
+	// The planned event's own steps (it may be under way) stay out.
+	on, off := []Event(nil), []Event{planned}
 	for _, e := range b.events {
 		if e == planned {
 			continue

@@ -254,6 +254,14 @@ func TestLevelForCountsAnEventStillOn(t *testing.T) {
 	if l := b.LevelFor(origin, later); l != b.Level(origin) {
 		t.Errorf("LevelFor a sale after the campaign: %.2f, want Level's %.2f", l, b.Level(origin))
 	}
+	// Once the sale is under way its own minutes stay out of its level.
+	under := int(at(13, 10, 30).Sub(start) / time.Minute)
+	for i := int(at(13, 10, 15).Sub(start) / time.Minute); i <= under; i++ {
+		v[i] *= 6
+	}
+	if l := b.LevelFor(under, inside); math.Abs(l-1.8) > 0.05 {
+		t.Errorf("LevelFor the sale 15 minutes into it: %.2f, want the campaign's ×1.8 (its own ×6 left out)", l)
+	}
 	// Before the campaign nothing else is on: LevelFor is Level.
 	before := int(at(11, 22, 0).Sub(start) / time.Minute)
 	if l, want := b.LevelFor(before, inside), b.Level(before); l != want || math.Abs(l-1) > 0.05 {
