@@ -58,9 +58,9 @@ type controllerFlags struct {
 }
 
 // The predictive controllers' risk on announced events, shared by
-// `lbsys controller` and `lbsys sim`.
+// `lbsys controller`, `lbsys sim` and `lbsys demo`.
 const (
-	defaultEventConfidence = 0.95
+	defaultEventConfidence = forecast.DefaultEventConfidence
 	eventConfidenceUsage   = "probability that an announced event is no larger than the floors plan for, learned from the past events of its category: lower plans smaller, cheaper floors that the largest events outgrow (0.5–0.999)"
 )
 

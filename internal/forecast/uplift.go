@@ -66,6 +66,9 @@ type UpliftOptions struct {
 	SingleMargin float64 `json:"single_margin"`
 }
 
+// DefaultEventConfidence is UpliftOptions.Upper when none is given.
+const DefaultEventConfidence = 0.95
+
 // CheckEventConfidence validates an operator's choice of
 // UpliftOptions.Upper: the probability that an announced event is no
 // larger than the floors plan for. Below 0.5 a plan would expect most
@@ -93,7 +96,7 @@ func (o UpliftOptions) withDefaults() UpliftOptions {
 		o.EffectAfter = 30 * time.Minute
 	}
 	if o.Upper <= 0 || o.Upper >= 1 {
-		o.Upper = 0.95
+		o.Upper = DefaultEventConfidence
 	}
 	if o.Slack < 0 {
 		o.Slack = 0
