@@ -489,11 +489,11 @@ services:
         expected_statuses: ["200-299", "600"]
 `
 
-const errorReport = "lbsys.yaml: line 6: listeners[public].routes[0].service: unknown service \"catalgo\": did you mean `catalog`? defined services: catalog\n" +
-	"lbsys.yaml: line 12: services[catalog].policy.options.choice_count: policy least_request rejected its options: must be between 2 and 16, got 1\n" +
-	"lbsys.yaml: line 15: services[catalog].endpoints[0].wieght: unknown field: did you mean `weight`? allowed fields here: address, weight\n" +
-	"lbsys.yaml: line 19: services[catalog].health.active.timeout: 2s must be shorter than interval (1s), or probes would overlap; lower the timeout or raise the interval\n" +
-	"lbsys.yaml: line 20: services[catalog].health.active.expected_statuses[1]: invalid status range \"600\": statuses lie within 100..599; write a status such as \"204\" or a range such as \"200-299\""
+const errorReport = "lbsys.yaml:6: listeners[public].routes[0].service: unknown service \"catalgo\": did you mean `catalog`? defined services: catalog\n" +
+	"lbsys.yaml:12: services[catalog].policy.options.choice_count: policy least_request rejected its options: must be between 2 and 16, got 1\n" +
+	"lbsys.yaml:15: services[catalog].endpoints[0].wieght: unknown field: did you mean `weight`? allowed fields here: address, weight\n" +
+	"lbsys.yaml:19: services[catalog].health.active.timeout: 2s must be shorter than interval (1s), or probes would overlap; lower the timeout or raise the interval\n" +
+	"lbsys.yaml:20: services[catalog].health.active.expected_statuses[1]: invalid status range \"600\": statuses lie within 100..599; write a status such as \"204\" or a range such as \"200-299\""
 
 // TestErrorReport pins a whole multi-error report, byte for byte.
 func TestErrorReport(t *testing.T) {
@@ -525,7 +525,7 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(path)
-	if err == nil || !strings.HasPrefix(err.Error(), path+": line 10: services[web].priority: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), path+":10: services[web].priority: ") {
 		t.Errorf("Load error = %v", err)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "no such file") {

@@ -171,9 +171,7 @@ func fromStrict(errs []*yamlstrict.Error) []*Error {
 	return out
 }
 
-func fromStrictOne(e *yamlstrict.Error) *Error {
-	return &Error{Line: e.Line, Path: e.Path, Msg: e.Msg}
-}
+func fromStrictOne(e *yamlstrict.Error) *Error { return e.InFile("") }
 
 func isNull(n *yaml.Node) bool { return yamlstrict.IsNull(n) }
 

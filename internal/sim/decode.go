@@ -3,7 +3,6 @@ package sim
 import (
 	"errors"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,55 +13,14 @@ import (
 )
 
 // ScenarioError is one problem in a scenario file: where (file, line, field
-// path such as `services[catalog].workers`) and what to do about it.
-type ScenarioError struct {
-	// File is the name the scenario was parsed under.
-	File string
-	// Line is 1-based; 0 when not tied to a line.
-	Line int
-	// Path is the field, e.g. services[catalog].workers; empty for the
-	// file as a whole.
-	Path string
-	// Msg says what is wrong and what to write instead.
-	Msg string
-}
-
-// Error formats the problem as "file:line: path: message", leaving out the
-// unknown parts.
-func (e *ScenarioError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			b.WriteString(":")
-			b.WriteString(strconv.Itoa(e.Line))
-		}
-		b.WriteString(": ")
-	} else if e.Line > 0 {
-		b.WriteString("line ")
-		b.WriteString(strconv.Itoa(e.Line))
-		b.WriteString(": ")
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+// path such as `services[catalog].workers`) and what to do about it. It is
+// the proxy configuration's error type too (yamlstrict.FileError), so both
+// files report alike: "file:line: path: message".
+type ScenarioError = yamlstrict.FileError
 
 // ScenarioErrors is every problem found, sorted by line, so one edit fixes
 // them all.
-type ScenarioErrors []*ScenarioError
-
-// Error joins the problems one per line.
-func (l ScenarioErrors) Error() string {
-	parts := make([]string, len(l))
-	for i, e := range l {
-		parts[i] = e.Error()
-	}
-	return strings.Join(parts, "\n")
-}
+type ScenarioErrors = yamlstrict.FileErrors
 
 // decodeOptions are the scenario's YAML: every list item with a name is
 // named by it in paths (services[catalog]), others by index
@@ -94,9 +52,7 @@ func decodeYAML(data []byte, out any) (map[string]int, ScenarioErrors) {
 	return d.Lines(), errs
 }
 
-func fromStrict(e *yamlstrict.Error) *ScenarioError {
-	return &ScenarioError{Line: e.Line, Path: e.Path, Msg: e.Msg}
-}
+func fromStrict(e *yamlstrict.Error) *ScenarioError { return e.InFile("") }
 
 // parseCalendarTime reads a time as the scenario's fields do (RFC 3339, or
 // without a zone: UTC).

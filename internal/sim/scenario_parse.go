@@ -2,8 +2,9 @@ package sim
 
 import (
 	"fmt"
-	"sort"
 	"strings"
+
+	"github.com/lbsys/lbsys/internal/yamlstrict"
 )
 
 // Reading a scenario: decode strictly, fill defaults, validate, and report
@@ -30,11 +31,7 @@ func ParseScenario(data []byte, name string) (*Scenario, error) {
 	sc.defaults(v)
 	sc.validate(v)
 	if len(v.errs) > 0 {
-		sort.SliceStable(v.errs, func(i, j int) bool {
-			a, b := v.errs[i], v.errs[j]
-			return a.Line < b.Line || (a.Line == b.Line && a.Path < b.Path)
-		})
-		return nil, v.errs
+		return nil, yamlstrict.SortFile(v.errs)
 	}
 	return sc, nil
 }

@@ -35,18 +35,29 @@ type Error struct {
 
 // Error formats the problem as "line N: path: message", leaving out the
 // parts that are unknown.
-func (e *Error) Error() string {
+func (e *Error) Error() string { return format("", e.Line, e.Path, e.Msg) }
+
+// format writes "file:line: path: message", or "line N: path: message"
+// without a file, leaving out the parts that are unknown.
+func format(file string, line int, path, msg string) string {
 	var b strings.Builder
-	if e.Line > 0 {
+	if file != "" {
+		b.WriteString(file)
+		if line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(line))
+		}
+		b.WriteString(": ")
+	} else if line > 0 {
 		b.WriteString("line ")
-		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteString(strconv.Itoa(line))
 		b.WriteString(": ")
 	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
+	if path != "" {
+		b.WriteString(path)
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(msg)
 	return b.String()
 }
 
@@ -54,12 +65,86 @@ func (e *Error) Error() string {
 // duplicates (the same alias expanded twice reports its problem twice), so
 // that a message reads top to bottom like the file and is stable in tests.
 func Sort(errs []*Error) []*Error {
-	slices.SortStableFunc(errs, func(a, b *Error) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Msg, b.Msg))
+	return sortProblems(errs, func(e *Error) (int, string, string) { return e.Line, e.Path, e.Msg })
+}
+
+func sortProblems[E any](errs []E, key func(E) (int, string, string)) []E {
+	slices.SortStableFunc(errs, func(a, b E) int {
+		la, pa, ma := key(a)
+		lb, pb, mb := key(b)
+		return cmp.Or(cmp.Compare(la, lb), cmp.Compare(pa, pb), cmp.Compare(ma, mb))
 	})
-	return slices.CompactFunc(errs, func(a, b *Error) bool {
-		return a.Line == b.Line && a.Path == b.Path && a.Msg == b.Msg
+	return slices.CompactFunc(errs, func(a, b E) bool {
+		la, pa, ma := key(a)
+		lb, pb, mb := key(b)
+		return la == lb && pa == pb && ma == mb
 	})
+}
+
+// FileError is one problem in a named file, as the commands print it: the
+// proxy configuration's (config.Error) and a simulator scenario's
+// (sim.ScenarioError) are this type, so both files report alike.
+type FileError struct {
+	// File is the name the file was read under; empty when it was parsed
+	// from memory.
+	File string
+	// Line is the 1-based line the problem is attributed to; 0 when not
+	// tied to a line (a value built in Go and then validated).
+	Line int
+	// Path is the field path, such as services[catalog].health.active.interval;
+	// empty for the file as a whole.
+	Path string
+	// Msg says what is wrong and how to fix it.
+	Msg string
+}
+
+// Error formats the problem as "file:line: path: message" (the form
+// editors and terminals open at the line), leaving out the parts that are
+// unknown: "file: path: message" without a line, "line N: path: message"
+// without a file.
+func (e *FileError) Error() string { return format(e.File, e.Line, e.Path, e.Msg) }
+
+// InFile gives a problem of the document the file's name.
+func (e *Error) InFile(file string) *FileError {
+	return &FileError{File: file, Line: e.Line, Path: e.Path, Msg: e.Msg}
+}
+
+// FileErrors is every problem found in one file, reported at once so that
+// one edit fixes them all.
+type FileErrors []*FileError
+
+// SortFile is Sort for problems of a file.
+func SortFile(errs []*FileError) FileErrors {
+	return sortProblems(errs, func(e *FileError) (int, string, string) { return e.Line, e.Path, e.Msg })
+}
+
+// Error joins the problems one per line.
+func (l FileErrors) Error() string {
+	parts := make([]string, len(l))
+	for i, e := range l {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Unwrap exposes the individual problems to errors.Is and errors.As.
+func (l FileErrors) Unwrap() []error {
+	errs := make([]error, len(l))
+	for i, e := range l {
+		errs[i] = e
+	}
+	return errs
+}
+
+// Located implements Located: a value decoded through UnmarshalYAML inside
+// another strict decode (a policy's options) keeps its problems' paths and
+// lines.
+func (l FileErrors) Located() []*Error {
+	out := make([]*Error, len(l))
+	for i, e := range l {
+		out[i] = &Error{Line: e.Line, Path: e.Path, Msg: e.Msg}
+	}
+	return out
 }
 
 // Quote renders a user value for a message, shortened so that a pasted

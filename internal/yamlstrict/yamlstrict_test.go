@@ -1,6 +1,7 @@
 package yamlstrict
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -215,5 +216,40 @@ func TestListLabels(t *testing.T) {
 	want := []string{"catalog", "1", "2", "3", "4", "cart"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestFileErrorFormat: the one form both the configuration and the
+// scenarios print, each part left out when unknown, and SortFile's order.
+func TestFileErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		e    FileError
+		want string
+	}{
+		{FileError{File: "a.yaml", Line: 7, Path: "services[web].policy", Msg: "bad"}, "a.yaml:7: services[web].policy: bad"},
+		{FileError{File: "a.yaml", Path: "services", Msg: "bad"}, "a.yaml: services: bad"},
+		{FileError{File: "a.yaml", Line: 3, Msg: "bad"}, "a.yaml:3: bad"},
+		{FileError{Line: 3, Path: "p", Msg: "bad"}, "line 3: p: bad"},
+		{FileError{Msg: "bad"}, "bad"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.e, got, tc.want)
+		}
+	}
+	if got := (&Error{Line: 3, Path: "p", Msg: "m"}).InFile("f.yaml").Error(); got != "f.yaml:3: p: m" {
+		t.Errorf("InFile: got %q", got)
+	}
+	list := SortFile([]*FileError{
+		{File: "f", Line: 9, Msg: "late"},
+		{File: "f", Line: 2, Path: "b", Msg: "x"},
+		{File: "f", Line: 2, Path: "a", Msg: "x"},
+		{File: "f", Line: 9, Msg: "late"},
+	})
+	if got, want := list.Error(), "f:2: a: x\nf:2: b: x\nf:9: late"; got != want {
+		t.Errorf("SortFile: got %q, want %q", got, want)
+	}
+	var one *FileError
+	if !errors.As(error(list), &one) || one.Path != "a" {
+		t.Errorf("errors.As through FileErrors: %v", one)
 	}
 }
