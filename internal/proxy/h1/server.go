@@ -311,6 +311,17 @@ func (c *h1Conn) serve() {
 		} else {
 			c.setReadDeadline(time.Time{})
 		}
+		// On a keep-alive connection whose client waits for each answer
+		// this read finds nothing (EAGAIN) before the goroutine parks.
+		// The upstream side saves that call by writing the request from
+		// the poller's callback and parking at once (upstream.flushAwait);
+		// here that would lose requests: arming the poller forgets any
+		// readiness it saw before, so a pipelined request or a client's
+		// FIN that came in while the answer was being made would wake
+		// nobody until the idle timeout (FuzzH1Differential's seeds, which
+		// half-close after sending, hang on it). An endpoint cannot
+		// answer before it is asked; a client can send before it is
+		// answered.
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
