@@ -32,13 +32,7 @@ func TestDemoUIInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo and a browser for two minutes")
 	}
-	browserBin := cdp.Find()
-	if browserBin == "" {
-		if os.Getenv("LBSYS_SKIP_BROWSER") == "1" {
-			t.Skip("chromium is not installed and LBSYS_SKIP_BROWSER=1: skipping the web UI's test against the demo")
-		}
-		t.Fatal("the web UI's test against the demo needs headless Chromium: apt-get install chromium (.ci/run does); set LBSYS_SKIP_BROWSER=1 to skip it on this machine")
-	}
+	browserBin := cdp.Require(t, "the web UI's test against the demo")
 	// Longer than the test needs: it is stopped with Ctrl-C.
 	demo := startLbsys(t, "demo", "--duration", "4m", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--state-dir", t.TempDir())
 	stopped := false
@@ -247,25 +241,15 @@ func TestDemoUIInChromium(t *testing.T) {
 	}
 }
 
-// keepDemoScreenshot writes the page as PNG where cdp.ArtifactPath says
-// (not removed after the test) and logs the path.
+// keepDemoScreenshot keeps the page (cdp.KeepScreenshot) and logs where,
+// with the replayed day's time it shows.
 func keepDemoScreenshot(ctx context.Context, t *testing.T, pg *cdp.Page, name string) {
 	t.Helper()
-	png, err := pg.Screenshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path, err := cdp.ArtifactPath(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, size := cdp.KeepScreenshot(ctx, t, pg, name)
 	var view struct {
 		Virtual string `json:"v"`
 	}
 	pg.Eval(ctx, `({v: (() => { const s = lbsysUI.summary(), c = s.services.catalog, r = s.replay;
 		return r && c ? new Date((r.vs + (c.now - r.ws) * r.factor) * 1000).toISOString().slice(11, 16) : ''; })()})`, &view)
-	t.Logf("screenshot at %s of the replayed day: %s (%d KiB)", view.Virtual, path, len(png)>>10)
+	t.Logf("screenshot at %s of the replayed day: %s (%d KiB)", view.Virtual, path, size>>10)
 }
