@@ -761,6 +761,18 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "nan"; exit} if (NR%
 col() { # col PEER FIELD# -> values of kept runs
 	awk -F, -v p="$1" -v c="$2" 'NR>1 && $3==p && ($5=="ok" || $5=="noisy") {print $c}' "$CSV"
 }
+# paired PEER: CPU per request against NGINX's in the same round, over the
+# rounds where both have a kept run: "median (min–max, N rounds)". The
+# rounds alternate the peers' order back to back, so a host that is faster
+# or slower for a while moves both sides of a round's ratio alike, while
+# the ratio of the medians can pair a fast round of one with a slow one
+# of the other.
+paired() {
+	awk -F, -v p="$1" 'NR>1 && ($5=="ok" || $5=="noisy") { if ($3==p) a[$1]=$13; if ($3=="nginx") b[$1]=$13 }
+		END { for (r in a) if ((r in b) && b[r] > 0) print a[r] / b[r] }' "$CSV" | sort -g |
+		awk '{v[NR]=$1} END { if (NR == 0) exit; m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+			printf "%.2f (%.2f–%.2f, %d rounds)", m, v[1], v[NR], NR }'
+}
 declare -A NRUNS=() SKIP=()
 print_summary() { # print_summary NOTE: table of medians to stdout and to <csv>.md
 	local p mark cr rr
@@ -802,6 +814,18 @@ print_summary() { # print_summary NOTE: table of medians to stdout and to <csv>.
 		done
 		echo
 		echo "Medians over rounds. \`*\`: at least one kept run had other processes above ${GUARD_PCT}% of a core after ${MAX_REPEATS} repeats; \`!\`: wrk saw socket errors or non-2xx responses. Raw runs: \`${CSV#"$REPO"/}\`. $1"
+		local pr=() v
+		if [ -n "${MCPU[nginx]:-}" ]; then
+			for p in "${PEER_LIST[@]}"; do
+				[ "$p" != nginx ] && [ "${NRUNS[$p]:-0}" != 0 ] || continue
+				v=$(paired "$p")
+				[ -z "$v" ] || pr+=("$p $v")
+			done
+		fi
+		if [ "${#pr[@]}" -gt 0 ]; then
+			echo
+			printf 'CPU × NGINX paired by round (median of the rounds'"'"' ratios, range): %s.\n' "$(printf '%s; ' "${pr[@]}" | sed 's/; $//')"
+		fi
 		# Cache hits against proxied requests (issue #15): CPU per request of
 		# a hit ÷ of a proxied request, per proxy; lbsys's goal is ≤ 0.5.
 		local cl=()
