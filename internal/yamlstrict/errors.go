@@ -68,6 +68,8 @@ func Sort(errs []*Error) []*Error {
 	return sortProblems(errs, func(e *Error) (int, string, string) { return e.Line, e.Path, e.Msg })
 }
 
+// sortProblems is Sort and SortFile: key gives a problem's line, path and
+// message.
 func sortProblems[E any](errs []E, key func(E) (int, string, string)) []E {
 	slices.SortStableFunc(errs, func(a, b E) int {
 		la, pa, ma := key(a)
