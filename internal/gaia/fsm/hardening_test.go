@@ -12,6 +12,34 @@ import (
 	"github.com/lbsys/lbsys/api/directive"
 )
 
+// TestFleetNACKAfterAnUnreportedVersion: an emergency change follows the
+// last one before any proxy reported on it, and every proxy refuses it.
+// Their reports (running version 1, refusing 2) come only then: version 1
+// is what the fleet runs, so the stable version goes back to 1, not to the
+// 0 of before version 1 (which would send new proxies no directive). Local
+// CI's TestFleetNACKNewProxyGetsLastGood met this order once.
+func TestFleetNACKAfterAnUnreportedVersion(t *testing.T) {
+	h := newHarness(t)
+	h.report(map[string]uint64{"p1": 0, "p2": 0})
+	h.ok(h.propose("carol", carol, change.Emergency, w(2)))
+	bad := h.ok(h.propose("carol", carol, change.Emergency, w(3)))
+	if h.m.Stable != 2 || h.m.LastGood != 0 {
+		t.Fatalf("before any report: stable %d last good %d", h.m.Stable, h.m.LastGood)
+	}
+	h.apply(Command{Op: OpReport, By: System, Reports: []ProxyReport{
+		{Proxy: "p1", Version: 1, Rejected: 2, Error: "no"}, {Proxy: "p2", Version: 1, Rejected: 2, Error: "no"}}})
+	got := h.m.Changes[bad.ID]
+	if got.Outcome != change.Failed || !strings.Contains(got.Detail, "goes back to 1") {
+		t.Fatalf("fleet NACK: %+v", got)
+	}
+	if h.m.Stable != 1 || h.m.LastGood != 1 {
+		t.Fatalf("after the fleet NACK: stable %d last good %d, want 1 and 1", h.m.Stable, h.m.LastGood)
+	}
+	if v, _ := h.m.Target("p3-new"); v != 1 {
+		t.Fatalf("a new proxy's target is %d, want 1", v)
+	}
+}
+
 // TestFleetNACKKeepsTheStableVersion (issue #13 item 8): when every
 // active proxy refuses a version, the stable version goes back to the last
 // version the fleet acknowledged, so a proxy that starts afterwards gets

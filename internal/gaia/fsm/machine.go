@@ -48,7 +48,9 @@ type Machine struct {
 	// Latest is the highest version ever created; Stable the version every
 	// proxy outside a canary should run (0: none). LastGood is the last
 	// version the fleet acknowledged: an active proxy applied it while it
-	// was stable, or it became stable when no proxy was active to ask.
+	// was stable (its report may come after the next change began: then it
+	// runs that change's Base), or it became stable when no proxy was
+	// active to ask.
 	// When every active proxy refuses a new stable version (a fleet NACK)
 	// the stable version goes back to LastGood, so the fleet, and proxies
 	// that start later, run a version that works instead of none.

@@ -207,9 +207,12 @@ func (m *Machine) pruneVersions() {
 
 func (m *Machine) stepRollout(ch *change.Change, now time.Time) bool {
 	var waiting, refused []string
-	acked := 0
+	acked, onBase := 0, 0
 	active := m.activeProxies(now)
 	for _, p := range active {
+		if p.Version == ch.Base {
+			onBase++
+		}
 		switch {
 		case p.Version == ch.Version:
 			acked++
@@ -220,6 +223,14 @@ func (m *Machine) stepRollout(ch *change.Change, now time.Time) bool {
 		}
 	}
 	progressed := false
+	if onBase > 0 && ch.Base > m.LastGood {
+		// A proxy runs the version this change replaced, which was stable
+		// when it applied it: the fleet acknowledged it, even if the report
+		// came only now (an emergency change that followed the last one
+		// before any proxy had reported on it).
+		m.LastGood = ch.Base
+		progressed = true
+	}
 	if acked > 0 && ch.Version == m.Stable && ch.Version > m.LastGood {
 		m.LastGood = ch.Version // a proxy runs it: the fleet can
 		progressed = true
