@@ -321,7 +321,12 @@ func (c *h1Conn) serve() {
 		// nobody until the idle timeout (FuzzH1Differential's seeds, which
 		// half-close after sending, hang on it). An endpoint cannot
 		// answer before it is asked; a client can send before it is
-		// answered.
+		// answered. Arming the poller before the request is read, and
+		// serving it from within that RawConn.Read's callback, fails
+		// too: a FIN that came with the request is reported in the
+		// same wake-up, and only a read after the answer sees it
+		// (TestH1SeesWhatCameDuringAnAnswer; measured, that variant
+		// saved about 1% of the CPU anyway).
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
