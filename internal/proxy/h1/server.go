@@ -337,7 +337,11 @@ func (c *h1Conn) serve() {
 			// the connection: only a partial one needs the header timeout.
 			c.setReadDeadline(time.Now().Add(d))
 		}
-		req, err := readRequest(c.br)
+		req := parseSimple(c.br, c.lr.N+int64(c.br.Buffered()))
+		var err error
+		if req == nil {
+			req, err = readRequest(c.br)
+		}
 		if err != nil {
 			if c.lr.N <= 0 {
 				c.plainError(http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large")
