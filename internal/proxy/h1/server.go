@@ -30,8 +30,9 @@ import (
 // Server is the proxy's own HTTP/1.1 server for plain-text listeners
 // (server.engine: lbsys, the default). It parses requests with net/http's
 // own parser (readRequest, net/http.Server's reader: the same request-line,
-// header and body framing rules, smuggling checks included) and hands
-// them to the same handler; what it leaves out is per-request machinery the
+// header and body framing rules, smuggling checks included; the plainest
+// requests take parseSimple, a shorter way to exactly the same result) and
+// hands them to the same handler; what it leaves out is per-request machinery the
 // proxy does not need and pays for on every request with net/http.Server:
 //
 //   - a goroutine and a read syscall per request to watch for the client
