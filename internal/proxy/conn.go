@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lbsys/lbsys/internal/proxy/h1"
+	"github.com/lbsys/lbsys/internal/proxy/sockio"
 )
 
 // Socket deadlines and the timers of I/O timeouts run on the wall clock:
@@ -41,7 +42,7 @@ func (l *clientListener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
-	return &clientConn{Conn: c, writeTimeout: l.writeTimeout()}, nil
+	return &clientConn{Conn: c, writeTimeout: l.writeTimeout(), sock: sockio.New(c)}, nil
 }
 
 // clientConn is a client connection whose writes must make progress within
@@ -55,8 +56,12 @@ func (l *clientListener) Accept() (net.Conn, error) {
 // timer about once per half timeout rather than once per write. A deadline
 // set explicitly (http.ResponseController, the server's own) wins until
 // it is cleared.
+//
+// Its reads and writes are sockio's raw system calls when the connection
+// has a file descriptor (see internal/proxy/sockio for why).
 type clientConn struct {
 	net.Conn
+	sock         *sockio.Conn // nil: the connection's own Read and Write
 	writeTimeout time.Duration
 	deadline     atomic.Int64 // unix ns of the write deadline set by Write; 0: none
 	explicit     atomic.Bool
@@ -71,7 +76,17 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			c.Conn.SetWriteDeadline(d)
 		}
 	}
+	if c.sock != nil {
+		return c.sock.Write(p)
+	}
 	return c.Conn.Write(p)
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Read(p)
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *clientConn) SetWriteDeadline(t time.Time) error {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lbsys/lbsys/internal/clock"
 	"github.com/lbsys/lbsys/internal/proxy/httpfield"
+	"github.com/lbsys/lbsys/internal/proxy/sockio"
 )
 
 // Pool is the connection pool to one endpoint.
@@ -61,8 +62,9 @@ type pconn struct {
 	// rawWrite are set while the callback writes; awaited and awaitErr
 	// are its state.
 	raw      syscall.RawConn
+	sock     *sockio.Conn // conn's reads and writes (nil: conn's own)
 	await    func(fd uintptr) bool
-	fd       int
+	fd       uintptr
 	rawWrite bool
 	awaited  bool
 	awaitErr error
@@ -140,9 +142,13 @@ func (u *Pool) dial(timeout time.Duration) (*pconn, error) {
 	if err != nil {
 		return nil, &DialError{err}
 	}
-	pc := &pconn{up: u, conn: c}
+	pc := &pconn{up: u, conn: c, sock: sockio.New(c)}
 	pc.br = brPool.Get().(*bufio.Reader)
-	pc.br.Reset(c)
+	if pc.sock != nil {
+		pc.br.Reset(pc.sock)
+	} else {
+		pc.br.Reset(c)
+	}
 	pc.bw = bwPool.Get().(*bufio.Writer)
 	pc.bw.Reset(pc)
 	if sc, ok := c.(syscall.Conn); ok {
@@ -154,34 +160,31 @@ func (u *Pool) dial(timeout time.Duration) (*pconn, error) {
 	return pc, nil
 }
 
+// write writes p to the connection (sockio's raw system calls when it
+// has a descriptor).
+func (pc *pconn) write(p []byte) (int, error) {
+	if pc.sock != nil {
+		return pc.sock.Write(p)
+	}
+	return pc.conn.Write(p)
+}
+
 // Write is the buffered writer's way to the connection. Inside
 // flushAwait's callback it writes to the descriptor directly, without
 // waiting: what the socket does not take at once is written the usual way.
 func (pc *pconn) Write(p []byte) (int, error) {
 	if !pc.rawWrite {
-		return pc.conn.Write(p)
+		return pc.write(p)
 	}
-	n, err := ignoringEINTRWrite(pc.fd, p)
-	if n < 0 {
-		n = 0
-	}
-	if err == nil && n == len(p) {
+	n, errno := sockio.WriteFD(pc.fd, p)
+	if errno == 0 && n == len(p) {
 		return n, nil
 	}
-	if err != nil && err != syscall.EAGAIN {
-		return n, &net.OpError{Op: "write", Net: "tcp", Source: pc.conn.LocalAddr(), Addr: pc.conn.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	if errno != 0 && errno != syscall.EAGAIN {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: pc.conn.LocalAddr(), Addr: pc.conn.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
 	}
-	m, err := pc.conn.Write(p[n:])
+	m, err := pc.write(p[n:])
 	return n + m, err
-}
-
-func ignoringEINTRWrite(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Write(fd, p)
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
 }
 
 // flushAwait sends the buffered request and waits until the connection has
@@ -223,7 +226,7 @@ func (pc *pconn) flushInAwait(fd uintptr) bool {
 		return true // readable now
 	}
 	pc.awaited = true
-	pc.fd, pc.rawWrite = int(fd), true
+	pc.fd, pc.rawWrite = fd, true
 	pc.awaitErr = pc.bw.Flush()
 	pc.rawWrite = false
 	return pc.awaitErr != nil // on success, wait for the answer
@@ -610,7 +613,7 @@ func (u *upgradedConn) Read(p []byte) (int, error) {
 }
 
 func (u *upgradedConn) Write(p []byte) (int, error) {
-	n, err := u.pc.conn.Write(p)
+	n, err := u.pc.write(p)
 	if n > 0 && u.timer != nil {
 		u.last.Store(time.Now().UnixNano())
 	}
