@@ -174,3 +174,18 @@ func (s *Conn) opError(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: s.c.LocalAddr().Network(), Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: err}
 }
+
+// Quiet reports whether a socket has nothing to read and is open: one
+// non-blocking peek that finds nothing (EAGAIN). The end of the stream,
+// unread bytes or an error make it false. Meant for an idle connection
+// whose peer has nothing to say, e.g. a pooled upstream connection.
+func Quiet(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return errno == syscall.EAGAIN
+		}
+	}
+}

@@ -192,3 +192,33 @@ func TestNewWithoutDescriptor(t *testing.T) {
 		t.Fatal("New(net.Pipe) is not nil")
 	}
 }
+
+// TestQuiet: an open connection with nothing to read is quiet; one with
+// unread bytes or whose peer closed it is not, and peeking consumes
+// nothing.
+func TestQuiet(t *testing.T) {
+	s, peer := pair(t)
+	quiet := func() bool {
+		q := false
+		if err := s.raw.Control(func(fd uintptr) { q = Quiet(fd) }); err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	if !quiet() {
+		t.Fatal("an open, idle connection is not quiet")
+	}
+	peer.Write([]byte("x"))
+	time.Sleep(20 * time.Millisecond)
+	if quiet() {
+		t.Fatal("a connection with a byte to read is quiet")
+	}
+	if b := make([]byte, 4); func() bool { n, _ := s.Read(b); return n != 1 || b[0] != 'x' }() {
+		t.Fatal("the peeked byte was consumed")
+	}
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	if quiet() {
+		t.Fatal("a connection its peer closed is quiet")
+	}
+}

@@ -232,16 +232,23 @@ func (pc *pconn) flushInAwait(fd uintptr) bool {
 	return pc.awaitErr != nil // on success, wait for the answer
 }
 
-// alive probes an idle connection with a non-blocking read: a closed peer
-// shows as EOF, a live one as a timeout. Costs one syscall.
+// alive probes an idle connection with one non-blocking peek at its
+// socket: nothing to read means the endpoint still holds it open; the end
+// of the stream (the endpoint closed it), bytes nobody asked for or an
+// error mean it must not carry a request. (A read under a deadline already
+// past cannot tell: net.Conn fails it before it reads.)
 func (pc *pconn) alive() bool {
 	if pc.br.Buffered() > 0 {
 		return false // unsolicited bytes: the stream is out of sync
 	}
-	pc.conn.SetReadDeadline(aLongTimeAgo)
-	_, err := pc.br.Peek(1)
-	pc.dl = aLongTimeAgo
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	if pc.raw == nil {
+		return true // no descriptor to look at (never so for TCP)
+	}
+	quiet := false
+	if err := pc.raw.Control(func(fd uintptr) { quiet = sockio.Quiet(fd) }); err != nil {
+		return false
+	}
+	return quiet
 }
 
 // put returns a healthy connection to the pool.
