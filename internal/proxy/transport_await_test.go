@@ -105,3 +105,36 @@ services:
 		})
 	}
 }
+
+// TestPostAfterEndpointClosed: a request that must not be sent twice (a
+// POST without an Idempotency-Key) is never retried, so it must not be
+// sent on a pooled connection the endpoint has closed: the pool looks
+// (upstream's alive) and dials a new one, and the client gets the
+// endpoint's answer, not a 502. The lingering case (the endpoint shut its
+// sending side) is covered too.
+func TestPostAfterEndpointClosed(t *testing.T) {
+	for _, lingering := range []bool{false, true} {
+		addr := closingBackend(t, 20*time.Millisecond, lingering, 10*time.Second)
+		px := startProxy(t, baseConfig+`
+services:
+  - name: app
+    endpoints: [{address: "`+addr+`"}]
+`)
+		client := &http.Client{Timeout: 5 * time.Second}
+		for i := 0; i < 3; i++ {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond) // the endpoint ends the idle connection
+			}
+			resp, err := client.Post(px.url+"/order", "text/plain", strings.NewReader("one order"))
+			if err != nil {
+				t.Fatalf("lingering %v, request %d: %v", lingering, i, err)
+			}
+			var sb strings.Builder
+			bufio.NewReader(resp.Body).WriteTo(&sb)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || sb.String() != "ok" {
+				t.Fatalf("lingering %v, request %d: %d %q", lingering, i, resp.StatusCode, sb.String())
+			}
+		}
+	}
+}
