@@ -123,6 +123,13 @@ func (s *Conn) writeStep(fd uintptr) bool {
 		n, errno := WriteFD(fd, s.wr.p[s.wr.n:])
 		switch errno {
 		case 0:
+			if n == 0 {
+				// A socket takes at least a byte or says why not;
+				// as net.Conn, do not spin on a write that does
+				// neither.
+				s.wr.err = s.opError("write", io.ErrUnexpectedEOF)
+				return true
+			}
 			s.wr.n += n
 		case syscall.EAGAIN:
 			return false // wait until writable
