@@ -20,6 +20,8 @@ import (
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/store"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // controllerScenario writes the controller's inputs: three days of history
@@ -96,8 +98,8 @@ func TestControllerProposesAFloorBeforeTheEvent(t *testing.T) {
 	agentTokFile := write("agent.token", agentTok+"\n")
 
 	// The coordinator.
-	coordHTTP := freePort(t)
-	startGProc(t, "coordinator", nil, "coordinator", "--id", "c1", "--raft-addr", freePort(t), "--http-addr", coordHTTP,
+	coordHTTP := testnet.Addr(t)
+	startGProc(t, "coordinator", nil, "coordinator", "--id", "c1", "--raft-addr", testnet.Addr(t), "--http-addr", coordHTTP,
 		"--data-dir", filepath.Join(dir, "gaia"), "--bootstrap", "--tokens-file", tokens, "--heartbeat-timeout", "150ms",
 		"--election-timeout", "150ms", "--leader-lease-timeout", "100ms", "--commit-timeout", "5ms", "--canary-fraction", "0",
 		"--watch-wait", "2s", "--log-level", "warn")
@@ -113,7 +115,7 @@ func TestControllerProposesAFloorBeforeTheEvent(t *testing.T) {
 	// The shops: one worker each, 20 ms a request, so a replica's
 	// capacity is about 50 rps.
 	shop := func(service string) string {
-		addr := freePort(t)
+		addr := testnet.Addr(t)
 		startGProc(t, service+"@"+addr, nil, "shop", "--service", service, "--listen", addr, "--workers", "1", "--latency", "20ms",
 			"--cv", "0", "--warmup", "0s", "--log-level", "warn")
 		return addr
@@ -124,7 +126,7 @@ func TestControllerProposesAFloorBeforeTheEvent(t *testing.T) {
 	}
 
 	// The proxy, with its agent.
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := testnet.Addr(t), testnet.Addr(t)
 	cfg := write("lbsys.yaml", fmt.Sprintf(`admin: {listen: %s}
 coordinator: {urls: [%q], token_file: %q, proxy_id: p1, state_file: %q}
 listeners:
@@ -284,7 +286,7 @@ func TestControllerUsageErrors(t *testing.T) {
 	if err := os.WriteFile(hist, []byte("timestamp,catalog\n2026-03-04T10:00:00Z,1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	down := "http://" + freePort(t)
+	down := "http://" + testnet.Addr(t)
 	base := []string{"controller", "--dry-run", "--proxy-admin", down, "--history", hist, "--services", "catalog"}
 	for _, tc := range []struct {
 		args []string
@@ -364,7 +366,7 @@ func TestControllerDryRunFromTheStore(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	backend := ln.Addr().String()
-	admin := freePort(t)
+	admin := testnet.Addr(t)
 	cfg := filepath.Join(dir, "lbsys.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: %s}
 listeners:
@@ -373,7 +375,7 @@ services:
   - name: catalog
     endpoints: [{address: %s}]
     admission: {}
-`, admin, freePort(t), backend)), 0o600); err != nil {
+`, admin, testnet.Addr(t), backend)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startGProc(t, "proxy", nil, "proxy", "--config", cfg, "--log-level", "warn")

@@ -20,6 +20,8 @@ import (
 
 	"github.com/lbsys/lbsys/internal/dashboard/grafana"
 	"github.com/lbsys/lbsys/internal/telemetry"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // TestDashboardCommandWritesTheDeployFiles: `lbsys dashboard --out DIR`
@@ -160,7 +162,7 @@ func (r promResult) samples() int {
 func startDashPrometheus(t *testing.T, bin, cfg string) string {
 	t.Helper()
 	for attempt := 1; attempt <= 3; attempt++ {
-		addr := freePort(t)
+		addr := testnet.Addr(t)
 		out := &syncBuffer{}
 		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(t.TempDir(), "data"),
 			"--web.listen-address="+addr, "--storage.tsdb.retention.time=1h", "--log.level=warn")

@@ -26,6 +26,8 @@ import (
 	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/gaia/gaiatest"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // gproc is one lbsys process of the multi-process test.
@@ -128,7 +130,7 @@ func TestGaiaMultiProcessFaults(t *testing.T) {
 	tlsDir := initTLS(t, 3)
 	nodes := make([]*node, 3)
 	for i := range nodes {
-		n := &node{id: fmt.Sprintf("n%d", i+1), raft: freePort(t), http: freePort(t), dir: t.TempDir()}
+		n := &node{id: fmt.Sprintf("n%d", i+1), raft: testnet.Addr(t), http: testnet.Addr(t), dir: t.TempDir()}
 		n.args = []string{"coordinator", "--id", n.id, "--raft-addr", n.raft, "--http-addr", n.http, "--data-dir", n.dir, "--tls-dir", tlsDir,
 			"--heartbeat-timeout", "150ms", "--election-timeout", "150ms", "--leader-lease-timeout", "100ms", "--commit-timeout", "5ms",
 			"--snapshot-threshold", "32", "--snapshot-interval", "200ms", "--trailing-logs", "16", "--wal-segment-size", "1048576",
@@ -197,7 +199,7 @@ func TestGaiaMultiProcessFaults(t *testing.T) {
 	admins := make([]string, 3)
 	for i := range proxies {
 		dir := t.TempDir()
-		admins[i] = freePort(t)
+		admins[i] = testnet.Addr(t)
 		cfg := fmt.Sprintf(`admin: {listen: %s}
 listeners:
   - {name: main, listen: %s, routes: [{service: app}]}
@@ -211,7 +213,7 @@ coordinator:
   proxy_id: p%d
   state_file: %s
   wait: 1s
-`, admins[i], freePort(t), strings.Join(urls, ", "), i+1, filepath.Join(dir, "directive.json"))
+`, admins[i], testnet.Addr(t), strings.Join(urls, ", "), i+1, filepath.Join(dir, "directive.json"))
 		path := filepath.Join(dir, "lbsys.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -421,8 +423,8 @@ carol-token-0123456789 carol proposer,approver
 		return p
 	}
 	alice, bob, carol := tok("alice", "alice-token-0123456789"), tok("bob", "bob-token-0123456789ab"), tok("carol", "carol-token-0123456789")
-	httpAddr := freePort(t)
-	startGProc(t, "coordinator", nil, "coordinator", "--id", "n1", "--raft-addr", freePort(t), "--http-addr", httpAddr,
+	httpAddr := testnet.Addr(t)
+	startGProc(t, "coordinator", nil, "coordinator", "--id", "n1", "--raft-addr", testnet.Addr(t), "--http-addr", httpAddr,
 		"--data-dir", filepath.Join(dir, "data"), "--bootstrap", "--tokens-file", tokens,
 		"--heartbeat-timeout", "150ms", "--election-timeout", "150ms", "--leader-lease-timeout", "100ms", "--log-level", "warn")
 	coord := "http://" + httpAddr
@@ -507,7 +509,7 @@ carol-token-0123456789 carol proposer,approver
 	run(2, "change", "rollback", "--reason", "x", "--token-file", carol) // neither change nor version
 	run(2, "change", "show", "abc", "--token-file", alice)
 	run(2, "change", "list") // no token
-	if out := run(1, "change", "list", "--token-file", alice, "--coordinator", "http://"+freePort(t)); !strings.Contains(out, "no coordinator reachable") {
+	if out := run(1, "change", "list", "--token-file", alice, "--coordinator", "http://"+testnet.Addr(t)); !strings.Contains(out, "no coordinator reachable") {
 		t.Fatal(out)
 	}
 	for _, args := range [][]string{{"coordinator", "--help"}, {"change", "--help"}, {"directive", "propose", "--help"}, {"proxy", "--help"}} {
@@ -550,7 +552,7 @@ func startCluster(t *testing.T, n int, tlsDir string, extra ...string) []*gnode 
 	env := []string{"LBSYS_COORDINATOR_TOKEN=" + gaiaToken}
 	nodes := make([]*gnode, n)
 	for i := range nodes {
-		g := &gnode{id: fmt.Sprintf("n%d", i+1), raft: freePort(t), http: freePort(t), dir: t.TempDir()}
+		g := &gnode{id: fmt.Sprintf("n%d", i+1), raft: testnet.Addr(t), http: testnet.Addr(t), dir: t.TempDir()}
 		g.args = []string{"coordinator", "--id", g.id, "--raft-addr", g.raft, "--http-addr", g.http, "--data-dir", g.dir,
 			"--heartbeat-timeout", "150ms", "--election-timeout", "150ms", "--leader-lease-timeout", "100ms", "--commit-timeout", "5ms",
 			"--watch-wait", "1s", "--canary-fraction", "0", "--proxy-ttl", "10s", "--request-timeout", "2s", "--log-level", "warn"}
@@ -786,7 +788,7 @@ func TestGaiaRaftRefusesForgedPeers(t *testing.T) {
 		t.Fatalf("proposal after the attacks: %d\n%s", code, out)
 	}
 	// Off loopback, no credentials: refused at start, naming the flag.
-	out, code := runCLI(t, "coordinator", "--id", "n9", "--raft-addr", "192.0.2.1:7001", "--http-addr", freePort(t), "--data-dir", t.TempDir(), "--bootstrap")
+	out, code := runCLI(t, "coordinator", "--id", "n9", "--raft-addr", "192.0.2.1:7001", "--http-addr", testnet.Addr(t), "--data-dir", t.TempDir(), "--bootstrap")
 	if code != 2 || !strings.Contains(out, "--tls-dir") || !strings.Contains(out, "init-tls") {
 		t.Fatalf("non-loopback without credentials: exit %d\n%s", code, out)
 	}
@@ -910,7 +912,7 @@ type proxyCoordinator struct {
 // then refused).
 func startProxy(t *testing.T, name string, urls []string, state, admission string) (admin string, p *gproc, args []string) {
 	t.Helper()
-	admin = freePort(t)
+	admin = testnet.Addr(t)
 	cfg := fmt.Sprintf(`admin: {listen: %s}
 listeners:
   - {name: main, listen: %s, routes: [{service: app}]}
@@ -925,7 +927,7 @@ coordinator:
   proxy_id: %s
   state_file: %s
   wait: 1s
-`, admin, freePort(t), admission, strings.Join(urls, ", "), name, state)
+`, admin, testnet.Addr(t), admission, strings.Join(urls, ", "), name, state)
 	path := filepath.Join(t.TempDir(), "lbsys.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -1053,17 +1055,4 @@ func TestGaiaRebuiltClusterAndProxyReset(t *testing.T) {
 		t.Fatalf("after the reset: %+v", st)
 	}
 	waitFor(t, 15*time.Second, "the new cluster to count it live", func() bool { s := gstatus(url); return s != nil && len(s.Proxies) == 1 && s.Live })
-}
-
-// TestFreePortNeverRepeats (issue #16): freePort hands out each port once;
-// `Listen(":0"); Close()` alone repeats ports within a few hundred calls.
-func TestFreePortNeverRepeats(t *testing.T) {
-	seen := map[string]bool{}
-	for i := 0; i < 1000; i++ {
-		p := freePort(t)
-		if seen[p] {
-			t.Fatalf("freePort returned %s twice (after %d calls)", p, i)
-		}
-		seen[p] = true
-	}
 }

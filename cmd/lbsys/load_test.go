@@ -20,6 +20,8 @@ import (
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/proxy"
 	"github.com/lbsys/lbsys/internal/shop"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // runLoad runs `lbsys load args...` to completion and returns its exit
@@ -84,7 +86,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"--duration", "1s", "--rate", "1", "--format", "yaml"}, "use text or json"},
 	} {
 		// A port nobody listens on, in case a case wrongly gets to run.
-		code, _, stderr := runLoad(t, append([]string{"--target", freePort(t)}, tc.args...)...)
+		code, _, stderr := runLoad(t, append([]string{"--target", testnet.Addr(t)}, tc.args...)...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("lbsys load %v: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.want)
 		}
@@ -180,7 +182,7 @@ func exampleShop(t *testing.T, edit func(string) string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freePort(t)
+	listen := testnet.Addr(t)
 	text := strings.ReplaceAll(string(data), orig.Listeners[0].Listen, listen)
 	text = strings.ReplaceAll(text, orig.Admin.Listen, "127.0.0.1:0")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // These tests run the real binary: signals, exit codes and flags are the
@@ -43,37 +45,6 @@ func lbsysBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-// reservedPorts holds every address freePort handed out in this test
-// process, so it never hands one out twice (issue #16: two
-// `Listen(":0"); Close()` in a row may get the same port from the kernel,
-// and two coordinators of TestGaiaMultiProcessFaults were given one port).
-var reservedPorts sync.Map
-
-// freePort returns a 127.0.0.1 address that was free and that no other
-// call returned. A port the kernel offers again is kept open while it asks
-// for another, so the next offer differs.
-func freePort(t *testing.T) string {
-	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for i := 0; i < 100; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		if _, dup := reservedPorts.LoadOrStore(ln.Addr().String(), true); !dup {
-			return ln.Addr().String()
-		}
-	}
-	t.Fatal("freePort: no port that was not handed out before after 100 tries")
-	return ""
 }
 
 // testBackend is an HTTP backend on 127.0.0.1 that answers every path at
@@ -200,7 +171,7 @@ services:
 
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	backend := startBackend(t)
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := testnet.Addr(t), testnet.Addr(t)
 	p := startLbsys(t, "proxy", "--config", writeCfg(t, listen, admin, backend.addr, ""))
 	waitHTTP(t, "http://"+admin+"/healthz")
 
@@ -271,7 +242,7 @@ func (p *proc) waitExit(t *testing.T, timeout time.Duration) {
 
 func TestSIGHUPReloads(t *testing.T) {
 	backend := startBackend(t)
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := testnet.Addr(t), testnet.Addr(t)
 	cfgPath := writeCfg(t, listen, admin, backend.addr, "")
 	p := startLbsys(t, "proxy", "--config", cfgPath)
 	waitHTTP(t, "http://"+admin+"/healthz")
@@ -361,8 +332,8 @@ func TestExitCodesAndHelp(t *testing.T) {
 }
 
 func TestStubBackendsServeTheExample(t *testing.T) {
-	listen, admin := freePort(t), freePort(t)
-	be := freePort(t)
+	listen, admin := testnet.Addr(t), testnet.Addr(t)
+	be := testnet.Addr(t)
 	p := startLbsys(t, "proxy", "--stub-backends", "--config", writeCfg(t, listen, admin, be, ""))
 	_ = p
 	waitHTTP(t, "http://"+admin+"/healthz")

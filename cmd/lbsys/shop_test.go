@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/shop"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // runShopCmd runs `lbsys shop args…` in-process with a run function that
@@ -120,7 +122,7 @@ func TestShopBinary(t *testing.T) {
 		}
 	}
 
-	addr := freePort(t)
+	addr := testnet.Addr(t)
 	p := startLbsys(t, "shop", "--service", "catalog", "--listen", addr, "--latency", "300ms", "--cv", "0", "--warmup", "0s")
 	waitHTTP(t, "http://"+addr+"/healthz")
 	if !strings.Contains(p.stderr.String(), "url=http://"+addr) {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/gaia/client"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // walkthroughDir is the scratch directory docs/coordinator.md uses; the
@@ -87,7 +89,7 @@ func TestCoordinatorWalkthrough(t *testing.T) {
 	for _, s := range sources {
 		for _, m := range portRE.FindAllStringSubmatch(s, -1) {
 			if _, ok := ports[m[1]]; !ok {
-				ports[m[1]] = freePort(t)
+				ports[m[1]] = testnet.Addr(t)
 			}
 		}
 	}

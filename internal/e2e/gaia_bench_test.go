@@ -10,6 +10,8 @@ import (
 
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // newTCPCluster starts n nodes on Raft's TCP transport over loopback with
@@ -18,7 +20,7 @@ import (
 func newTCPCluster(b testing.TB, n int, onStable func(node int, v uint64)) ([]*gaia.Node, []string) {
 	var peers []gaia.Peer
 	for i := 0; i < n; i++ {
-		peers = append(peers, gaia.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: reservePort(b)})
+		peers = append(peers, gaia.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: testnet.Addr(b)})
 	}
 	tokens := testTokens(b)
 	nodes := make([]*gaia.Node, n)
@@ -31,7 +33,7 @@ func newTCPCluster(b testing.TB, n int, onStable func(node int, v uint64)) ([]*g
 		}
 	})
 	for i := 0; i < n; i++ {
-		addr := reservePort(b)
+		addr := testnet.Addr(b)
 		urls = append(urls, "http://"+addr)
 		nd, err := gaia.Start(gaia.Options{
 			ID: peers[i].ID, RaftAddr: peers[i].RaftAddr, HTTPAddr: addr, DataDir: b.TempDir(),

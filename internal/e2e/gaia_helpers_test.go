@@ -21,6 +21,8 @@ import (
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/agent"
 	"github.com/lbsys/lbsys/internal/gaia"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // Tokens of the test principals.
@@ -69,7 +71,7 @@ func newCluster(t testing.TB, n int, tweak func(*gaia.Options)) *cluster {
 		c.trans = append(c.trans, tr)
 		c.dirs = append(c.dirs, t.TempDir())
 		c.nodes = append(c.nodes, nil)
-		c.http = append(c.http, reservePort(t))
+		c.http = append(c.http, testnet.Addr(t))
 	}
 	for i := range c.trans {
 		for j := range c.trans {
@@ -164,36 +166,6 @@ func (c *cluster) urls() []string {
 		u = append(u, c.url(i))
 	}
 	return u
-}
-
-// reserved holds every port reservePort handed out in this test process.
-var reserved sync.Map
-
-// reservePort returns a free 127.0.0.1 port no other call of this process
-// got (issue #16: two `Listen(":0"); Close()` in a row may return the same
-// port). A port the kernel offers again is held open while it asks for
-// another, so it cannot come back at once.
-func reservePort(t testing.TB) string {
-	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for i := 0; i < 100; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		addr := ln.Addr().String()
-		if _, dup := reserved.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-	t.Fatal("no unreserved port after 100 tries")
-	return ""
 }
 
 // eventually polls cond until it holds or the test timeout passes.

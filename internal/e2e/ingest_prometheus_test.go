@@ -20,6 +20,8 @@ import (
 
 	"github.com/lbsys/lbsys/internal/ingest"
 	"github.com/lbsys/lbsys/internal/store"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // prometheusBinary finds a real Prometheus server (Debian package
@@ -87,7 +89,7 @@ scrape_configs:
 		if ok {
 			return base
 		}
-		// Most likely the port was taken between reservePort and the bind.
+		// Most likely the port was taken between testnet.Addr and the bind.
 		if attempt == 3 {
 			t.Fatalf("prometheus exited three times:\n%s", out)
 		}
@@ -98,7 +100,7 @@ scrape_configs:
 // tryPrometheus starts one Prometheus; ok is false if it exited before
 // being ready.
 func tryPrometheus(t *testing.T, bin, cfg, data string) (string, string, bool) {
-	addr := reservePort(t)
+	addr := testnet.Addr(t)
 	out := &syncBuffer{}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+data,
 		"--web.listen-address="+addr, "--storage.tsdb.retention.time=1h", "--log.level=warn")

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // tcpCluster is n nodes on Raft's TCP transport over loopback with real
@@ -17,7 +19,7 @@ type tcpCluster struct {
 
 func newTCPCluster(b testing.TB, n int, onStable func(node int, v uint64), tweak ...func(i int, o *Options)) *tcpCluster {
 	c := &tcpCluster{b: b, nodes: make([]*Node, n)}
-	free := func() string { return reservePort(b) }
+	free := func() string { return testnet.Addr(b) }
 	var peers []Peer
 	for i := 0; i < n; i++ {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: free()})

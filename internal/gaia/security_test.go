@@ -21,6 +21,8 @@ import (
 	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // tlsDir creates a credentials directory for nodes n1..nN on 127.0.0.1.
@@ -277,7 +279,7 @@ func TestKeyMismatchHaltsTheNode(t *testing.T) {
 	addr, tr := raft.NewInmemTransport("")
 	c.trans[0].Connect(addr, tr)
 	tr.Connect(c.addrs[0], c.trans[0])
-	httpAddr := reservePort(t)
+	httpAddr := testnet.Addr(t)
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/config"
+
+	"github.com/lbsys/lbsys/internal/testnet"
 )
 
 // The catalog cached by the proxy and kept right by the inventory's writes
@@ -170,7 +172,7 @@ func TestCachedProductPageAcrossProcesses(t *testing.T) {
 			return err == nil && addrs[svc] != ""
 		})
 	}
-	listen := freeAddr(t)
+	listen := testnet.Addr(t)
 	cfg := filepath.Join(dir, "lbsys.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: 127.0.0.1:0}
 listeners:

@@ -140,18 +140,6 @@ func stats(t testing.TB, g *Group, i int) Stats {
 	return st
 }
 
-// freeAddr reserves a loopback port by listening and closing; used for the
-// proxy, whose address checkout must know before the proxy starts.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // stack is the whole shop behind a real lbsys proxy.
 type stack struct {
 	proxyURL string
@@ -170,7 +158,16 @@ type stackOptions struct {
 
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	proxyAddr := freeAddr(t)
+	// The proxy's port is bound now and handed to the proxy when it starts:
+	// the services must know it first, and a port merely reserved could be
+	// taken by one of their listeners or connections meanwhile (CI saw
+	// "bind: address already in use").
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	proxyAddr := held.Addr().String()
 	st := &stack{proxyURL: "http://" + proxyAddr, groups: map[string]*Group{}}
 	var svcYAML strings.Builder
 	for _, name := range Services {
@@ -222,7 +219,13 @@ services:
 	if err != nil {
 		t.Fatalf("proxy config: %v\n%s", err, yaml)
 	}
-	px, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), TickInterval: 20 * time.Millisecond})
+	listen := func(network, address string) (net.Listener, error) {
+		if address == proxyAddr {
+			return held, nil
+		}
+		return net.Listen(network, address)
+	}
+	px, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), TickInterval: 20 * time.Millisecond, Listen: listen})
 	if err != nil {
 		t.Fatal(err)
 	}
