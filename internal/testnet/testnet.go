@@ -7,13 +7,12 @@
 // local end of an outgoing connection. On a machine running many test
 // packages at once that happens (CI saw "bind: address already in use").
 // The kernel only ever picks such ports from its ephemeral range
-// (/proc/sys/net/ipv4/ip_local_port_range), so Port picks from below it:
+// (/proc/sys/net/ipv4/ip_local_port_range), so Addr picks from below it:
 // a port there can only be taken by a program that names it, and within
 // one test process no port is handed out twice.
 package testnet
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -24,7 +23,7 @@ import (
 	"testing"
 )
 
-// lowest is the first port Port considers: well above the ports services
+// lowest is the first port Addr considers: well above the ports services
 // are usually configured on.
 const lowest = 10000
 
@@ -40,12 +39,11 @@ var (
 func ephemeralLow() int {
 	once.Do(func() {
 		rangeLo = 32768
-		f, err := os.Open("/proc/sys/net/ipv4/ip_local_port_range")
+		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 		if err != nil {
 			return
 		}
-		defer f.Close()
-		if lo, _, err := parseRange(bufio.NewReader(f)); err == nil {
+		if lo, _, err := parseRange(string(b)); err == nil {
 			rangeLo = lo
 		}
 	})
@@ -53,8 +51,7 @@ func ephemeralLow() int {
 }
 
 // parseRange reads "low high" as the kernel prints it.
-func parseRange(r *bufio.Reader) (lo, hi int, err error) {
-	line, _ := r.ReadString('\n')
+func parseRange(line string) (lo, hi int, err error) {
 	f := strings.Fields(line)
 	if len(f) != 2 {
 		return 0, 0, fmt.Errorf("testnet: ip_local_port_range %q: want two numbers", line)
