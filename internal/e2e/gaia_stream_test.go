@@ -116,6 +116,14 @@ func TestCanaryPromoteAndAutomaticRollbackThroughTheStream(t *testing.T) {
 	})
 	emergency(t, c.url(0), 1) // baseline, no canary
 	waitVersion(t, ps, 1)
+	// The proxies run version 1 before the coordinator has heard all their
+	// ACKs. Until it has, change 1 is still active and an approved change
+	// waits its turn with no canary yet: wait for the rollout to finish.
+	eventually(t, "the baseline's rollout to finish", func() bool {
+		done := false
+		c.nodes[0].Read(func(m *fsm.Machine) { done = m.Active == 0 && m.Live() })
+		return done
+	})
 
 	normal := func(w float64) uint64 {
 		st, b, _ := call(t, "POST", c.url(0)+"/v1/changes", aliceTok, gaia.ProposeRequest{Type: change.Normal, Reason: "forecast", Directive: weightsDirective(w)})
