@@ -20,7 +20,6 @@ import (
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/store"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -20,7 +20,6 @@ import (
 
 	"github.com/lbsys/lbsys/internal/dashboard/grafana"
 	"github.com/lbsys/lbsys/internal/telemetry"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

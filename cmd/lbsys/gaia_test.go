@@ -26,7 +26,6 @@ import (
 	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/internal/gaia/client"
 	"github.com/lbsys/lbsys/internal/gaia/gaiatest"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -20,7 +20,6 @@ import (
 	"github.com/lbsys/lbsys/internal/config"
 	"github.com/lbsys/lbsys/internal/proxy"
 	"github.com/lbsys/lbsys/internal/shop"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/shop"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/gaia/client"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -20,7 +20,6 @@ import (
 
 	"github.com/lbsys/lbsys/internal/ingest"
 	"github.com/lbsys/lbsys/internal/store"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

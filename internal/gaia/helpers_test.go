@@ -19,7 +19,6 @@ import (
 	"github.com/lbsys/lbsys/api/change"
 	"github.com/lbsys/lbsys/api/directive"
 	"github.com/lbsys/lbsys/internal/gaia/fsm"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lbsys/lbsys/internal/config"
-
 	"github.com/lbsys/lbsys/internal/testnet"
 )
 
